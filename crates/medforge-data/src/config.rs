@@ -171,12 +171,12 @@ impl PipelineConfig {
         for input in &mut cfg.inputs {
             if let Some(p) = &input.path {
                 if p.is_relative() {
-                    input.path = Some(base.join(p));
+                    input.path = Some(normalize(&base.join(p)));
                 }
             }
         }
         if cfg.run.output.is_relative() {
-            cfg.run.output = base.join(&cfg.run.output);
+            cfg.run.output = normalize(&base.join(&cfg.run.output));
         }
         Ok(cfg)
     }
@@ -217,4 +217,23 @@ pub fn closest<'a>(bad: &str, candidates: impl Iterator<Item = &'a str>) -> Opti
         .filter(|(s, _)| *s > 0.75)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+/// Lexically remove `.` and `dir/..` pairs, so manifests show `fixtures/x.jsonl`, not `examples/../fixtures/x.jsonl`.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
 }

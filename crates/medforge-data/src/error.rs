@@ -118,10 +118,11 @@ impl std::error::Error for RowError {}
 /// Errors of the data layer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Row(#[from] RowError),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    // Not a `source` field: the message already carries it, and anyhow would print it twice.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{0}")]
     Config(String),
     #[error("{context}: {message}")]
@@ -130,7 +131,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_path_buf(), source }
+        Error::Io { path: path.to_path_buf(), error: source }
     }
     pub fn write(context: impl Into<String>, message: impl fmt::Display) -> Self {
         Error::Write { context: context.into(), message: message.to_string() }

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod inspect;
 pub mod manifest;
 pub mod mapping;
+pub mod pipeline;
 pub mod preset;
 pub mod read;
 pub mod record;

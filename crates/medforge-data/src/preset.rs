@@ -80,7 +80,8 @@ pub fn detect(path: &Path) -> Option<&'static Preset> {
             continue; // refinements of another preset are never guessed
         }
         let Ok(resolved) = InputConfig::for_path(path, Some(&p.name)).resolve() else { continue };
-        if resolved.read.format.is_some() && resolved.read.format != detected {
+        let container = matches!(detected, Some(read::Format::Parquet | read::Format::HfDataset));
+        if resolved.read.format.is_some() && resolved.read.format != detected && !container {
             // Accept a TSV file named .csv and a folder of the preset's format.
             let ok = matches!((resolved.read.format, detected), (Some(read::Format::Tsv), Some(read::Format::Csv)));
             if !ok && !path.is_dir() {

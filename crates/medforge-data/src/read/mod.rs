@@ -176,7 +176,11 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<RawIter, RowError> {
             "no such file or folder (check the path, relative paths resolve from the current directory)",
         ));
     }
-    let format = match opts.format.or_else(|| Format::detect(path)) {
+    // A Parquet file or an HF dataset folder is read as such whatever the preset's usual format: a
+    // MedQA-shaped dataset saved by `datasets` is still MedQA.
+    let detected = Format::detect(path);
+    let container = matches!(detected, Some(Format::Parquet | Format::HfDataset));
+    let format = match if container { detected } else { opts.format.or(detected) } {
         Some(f) => f,
         None => {
             return Err(RowError::file_level(

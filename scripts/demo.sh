@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The demo: build medforge and run it on the bundled sample data (fixtures/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet -p medforge-cli
+mf=target/debug/medforge
+echo "== medforge presets"
+$mf presets
+echo
+echo "== medforge inspect fixtures/kormedmcqa/doctor/train.csv   (preset guessed)"
+$mf inspect fixtures/kormedmcqa/doctor/train.csv
+echo
+echo "== medforge convert fixtures/medqa/dev_4opt.jsonl out/demo/medqa_dev.parquet"
+$mf convert fixtures/medqa/dev_4opt.jsonl out/demo/medqa_dev.parquet
+echo
+echo "== medforge run --config examples/demo.toml"
+run_dir=$($mf run --config examples/demo.toml)
+echo
+echo "run folder $run_dir holds:"
+ls -l "$run_dir"
+echo
+echo "manifest steps:"
+grep -A3 '"name": "ingest' "$run_dir/manifest.json" | grep -E '"(name|rows_in|rows_out)"' | paste - - - | sed 's/  */ /g'

@@ -183,7 +183,7 @@ pub fn inspect(path: &Path, preset: Option<&str>, format: Option<read::Format>) 
         ins.fields = ins.source_schema.clone();
         // Only low-cardinality text columns are label-like.
         for (k, m) in raw_labels {
-            if m.len() <= 50 && m.values().sum::<u64>() == ins.rows && m.len() as u64 * 2 < ins.rows.max(2) {
+            if m.len() <= 50 && m.values().sum::<u64>() == ins.rows && m.len() as u64 * 2 <= ins.rows {
                 ins.labels.insert(k, m);
             }
         }

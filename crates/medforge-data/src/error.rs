@@ -119,7 +119,7 @@ impl std::error::Error for RowError {}
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Row(#[from] RowError),
+    Row(Box<RowError>),
     // Not a `source` field: the message already carries it, and anyhow would print it twice.
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
@@ -129,7 +129,21 @@ pub enum Error {
     Write { context: String, message: String },
 }
 
+impl From<RowError> for Error {
+    fn from(e: RowError) -> Self {
+        Error::Row(Box::new(e))
+    }
+}
+
 impl Error {
+    /// The located row error, if this is one.
+    pub fn row(&self) -> Option<&RowError> {
+        match self {
+            Error::Row(e) => Some(e),
+            _ => None,
+        }
+    }
+
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io { path: path.to_path_buf(), error: source }
     }

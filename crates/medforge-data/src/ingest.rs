@@ -92,7 +92,7 @@ pub fn ingest(
     let mut stats = IngestStats::default();
     let mut handle = |e: RowError, stats: &mut IngestStats| -> Result<()> {
         match on_error {
-            OnError::Fail => Err(Error::Row(e)),
+            OnError::Fail => Err(e.into()),
             OnError::Skip => {
                 *stats.rejected.entry(e.code.clone()).or_default() += 1;
                 rejects.write(&e)

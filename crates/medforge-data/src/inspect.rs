@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::config::{InputConfig, OnError};
 use crate::error::{Result, RowError};
 use crate::ingest::{ingest, RejectLog};
-use crate::read::{self, Payload, ReadOptions};
+use crate::read::{self, Payload, ReadOptions, RowContent};
 use crate::record::{Record, RecordKind};
 
 /// Null and empty counts for one field.
@@ -135,8 +135,8 @@ pub fn inspect(path: &Path, preset: Option<&str>, format: Option<read::Format>) 
         Ok(rows) => {
             let take = if raw_mode { usize::MAX } else { 1000 };
             for row in rows.take(take) {
-                match row.and_then(|r| r.into_fields()) {
-                    Ok((_, Ok(fields))) => {
+                match row.and_then(|r| r.into_content()) {
+                    Ok((_, RowContent::Fields(fields))) => {
                         if raw_mode {
                             ins.rows += 1;
                             if ins.samples.len() < 3 {
@@ -155,7 +155,7 @@ pub fn inspect(path: &Path, preset: Option<&str>, format: Option<read::Format>) 
                         }
                         raw_acc.add(&fields);
                     }
-                    Ok((_, Err(record))) => {
+                    Ok((_, RowContent::Record(record))) => {
                         if let Value::Object(m) = serde_json::to_value(&*record).unwrap_or_default() {
                             raw_acc.add(&m);
                         }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::{code, Location, RowError};
+use crate::read::RowContent;
 use crate::record::{McqOption, Record, RecordKind};
 
 /// Where one canonical field comes from.
@@ -294,14 +295,14 @@ impl Mapper {
 
     /// Map a raw row onto a record, or explain why it cannot be.
     pub fn map(&self, row: crate::read::RawRow) -> Result<Record, RowError> {
-        let (loc, fields) = row.into_fields()?;
-        let r = match fields {
-            Ok(fields) if self.mapping.canonical == Some(true) => {
+        let (loc, content) = row.into_content()?;
+        let r = match content {
+            RowContent::Fields(fields) if self.mapping.canonical == Some(true) => {
                 serde_json::from_value::<Record>(Value::Object(fields))
                     .map_err(|e| RowError::new(loc.clone(), code::WRONG_TYPE, format!("not a medforge record: {e}")))?
             }
-            Ok(fields) => self.map_fields(&loc, &fields)?,
-            Err(record) => *record,
+            RowContent::Fields(fields) => self.map_fields(&loc, &fields)?,
+            RowContent::Record(record) => *record,
         };
         let r = validate_record(r, &loc)?;
         if let (Some(n), RecordKind::Mcq) = (self.mapping.expected_options, r.kind) {

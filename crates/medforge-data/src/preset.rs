@@ -93,7 +93,7 @@ pub fn detect(path: &Path) -> Option<&'static Preset> {
         let (score, ok) = match &row.payload {
             Payload::Record(_) => (usize::MAX, p.name == "medforge"),
             _ => {
-                let Ok((_, Ok(fields))) = row.clone().into_fields() else { continue };
+                let Ok((_, read::RowContent::Fields(fields))) = row.clone().into_content() else { continue };
                 if resolved.fields.canonical == Some(true) {
                     let all = crate::Record::FIELDS.iter().all(|f| fields.contains_key(*f));
                     (usize::MAX, all)

@@ -115,6 +115,13 @@ pub enum Payload {
     Record(Box<Record>),
 }
 
+/// A parsed row: source fields, or a record that needs no mapping.
+#[derive(Debug, Clone)]
+pub enum RowContent {
+    Fields(Map<String, Value>),
+    Record(Box<Record>),
+}
+
 /// One source row with its location.
 #[derive(Debug, Clone)]
 pub struct RawRow {
@@ -123,14 +130,14 @@ pub struct RawRow {
 }
 
 impl RawRow {
-    /// Parse a deferred JSON line into fields.
-    pub fn into_fields(self) -> Result<(Location, Result<Map<String, Value>, Box<Record>>), RowError> {
+    /// Parse a deferred JSON line, giving the row's fields (or its ready record).
+    pub fn into_content(self) -> Result<(Location, RowContent), RowError> {
         match self.payload {
-            Payload::Fields(m) => Ok((self.location, Ok(m))),
-            Payload::Record(r) => Ok((self.location, Err(r))),
+            Payload::Fields(m) => Ok((self.location, RowContent::Fields(m))),
+            Payload::Record(r) => Ok((self.location, RowContent::Record(r))),
             Payload::JsonLine(bytes) => {
                 let map = jsonl::parse_line(&bytes, &self.location)?;
-                Ok((self.location, Ok(map)))
+                Ok((self.location, RowContent::Fields(map)))
             }
         }
     }

@@ -1,0 +1,1 @@
+//! medforge-curate: stages behind one trait, and the runner that executes them.

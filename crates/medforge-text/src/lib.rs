@@ -1,0 +1,1 @@
+//! medforge-text: the text algorithms curation, generation and evaluation share.

@@ -1,0 +1,132 @@
+//! The curation config: the ingest config's `[run]`, `[[inputs]]` and `[output]`, plus `[[stages]]`.
+
+use std::path::{Path, PathBuf};
+
+use medforge_data::config::{normalize, with_suggestion, InputConfig, OutputConfig, RunConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::stage::{Stage, StageError, StageResult};
+use crate::stages;
+
+/// One `[[stages]]` entry; `stage = "..."` picks the kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum StageConfig {
+    Quality(stages::quality::QualityConfig),
+    Normalize(stages::normalize::NormalizeConfig),
+    Dedup(stages::dedup::DedupConfig),
+    Decontam(stages::decontam::DecontamConfig),
+    Tokens(stages::tokens::TokensConfig),
+    Language(stages::language::LanguageConfig),
+}
+
+impl StageConfig {
+    pub const NAMES: &'static [&'static str] = &["quality", "normalize", "dedup", "decontam", "tokens", "language"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            StageConfig::Quality(_) => "quality",
+            StageConfig::Normalize(_) => "normalize",
+            StageConfig::Dedup(_) => "dedup",
+            StageConfig::Decontam(_) => "decontam",
+            StageConfig::Tokens(_) => "tokens",
+            StageConfig::Language(_) => "language",
+        }
+    }
+
+    /// Make relative paths inside the stage config relative to the config file's folder.
+    fn rebase(&mut self, base: &Path) {
+        match self {
+            StageConfig::Decontam(c) => c.rebase(base),
+            StageConfig::Tokens(c) => c.rebase(base),
+            StageConfig::Language(c) => c.rebase(base),
+            StageConfig::Quality(_) | StageConfig::Normalize(_) | StageConfig::Dedup(_) => {}
+        }
+    }
+
+    pub fn build(&self) -> StageResult<Box<dyn Stage>> {
+        Ok(match self {
+            StageConfig::Quality(c) => Box::new(stages::quality::Quality::new(c.clone())),
+            StageConfig::Normalize(c) => Box::new(stages::normalize::Normalize::new(c.clone())?),
+            StageConfig::Dedup(c) => Box::new(stages::dedup::Dedup::new(c.clone())?),
+            StageConfig::Decontam(c) => Box::new(stages::decontam::Decontam::new(c.clone())?),
+            StageConfig::Tokens(c) => Box::new(stages::tokens::Tokens::new(c.clone())?),
+            StageConfig::Language(c) => Box::new(stages::language::Language::new(c.clone())?),
+        })
+    }
+}
+
+/// A whole curation config file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurateConfig {
+    #[serde(default)]
+    pub run: RunConfig,
+    #[serde(default)]
+    pub inputs: Vec<InputConfig>,
+    #[serde(default)]
+    pub output: OutputConfig,
+    #[serde(default)]
+    pub stages: Vec<StageConfig>,
+}
+
+impl CurateConfig {
+    pub fn parse(text: &str) -> Result<CurateConfig, String> {
+        let cfg: CurateConfig = toml::from_str(text).map_err(|e| with_suggestion(&e.to_string()))?;
+        if cfg.inputs.is_empty() {
+            return Err("no [[inputs]]: add at least one".into());
+        }
+        for (i, input) in cfg.inputs.iter().enumerate() {
+            input.resolve().map_err(|e| format!("inputs[{i}]: {e}"))?;
+        }
+        Ok(cfg)
+    }
+
+    /// Read a config file; relative paths resolve against its folder.
+    pub fn load(path: &Path) -> StageResult<CurateConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| medforge_data::Error::io(path, e))?;
+        let mut cfg = Self::parse(&text)
+            .map_err(|m| StageError::Data(medforge_data::Error::Config(format!("{}: {m}", path.display()))))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for input in &mut cfg.inputs {
+            if let Some(p) = &input.path {
+                if p.is_relative() {
+                    input.path = Some(normalize(&base.join(p)));
+                }
+            }
+        }
+        if cfg.run.output.is_relative() {
+            cfg.run.output = normalize(&base.join(&cfg.run.output));
+        }
+        for s in &mut cfg.stages {
+            s.rebase(base);
+        }
+        Ok(cfg)
+    }
+
+    /// The stages to run: all, or only the named one.
+    pub fn build_stages(&self, only: Option<&str>) -> StageResult<Vec<Box<dyn Stage>>> {
+        let chosen: Vec<&StageConfig> = match only {
+            None => self.stages.iter().collect(),
+            Some(name) => {
+                let found: Vec<_> = self.stages.iter().filter(|s| s.name() == name).collect();
+                if found.is_empty() {
+                    let names: Vec<&str> = self.stages.iter().map(|s| s.name()).collect();
+                    return Err(StageError::failed(
+                        name,
+                        format!("not in this config's [[stages]] (it has: {})", names.join(", ")),
+                    ));
+                }
+                found
+            }
+        };
+        chosen.into_iter().map(|s| s.build()).collect()
+    }
+}
+
+/// Resolve `p` against `base` when relative.
+pub(crate) fn rebase_path(p: &mut PathBuf, base: &Path) {
+    if p.is_relative() {
+        *p = normalize(&base.join(&*p));
+    }
+}

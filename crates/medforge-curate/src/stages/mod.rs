@@ -1,0 +1,9 @@
+//! The deterministic stages. Each is a small type behind [`crate::Stage`].
+
+pub mod decontam;
+pub mod dedup;
+pub(crate) mod fields;
+pub mod language;
+pub mod normalize;
+pub mod quality;
+pub mod tokens;

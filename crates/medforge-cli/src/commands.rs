@@ -1,7 +1,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
-use medforge_data::config::{closest, OnError, PipelineConfig};
+use medforge_curate::{runner, CurateConfig};
+use medforge_data::config::{closest, OnError};
 use medforge_data::inspect::Inspection;
 use medforge_data::pipeline::{self, ConvertRequest};
 use medforge_data::preset;
@@ -183,23 +184,40 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn run(config_path: &Path) -> Result<()> {
-    let cfg = PipelineConfig::load(config_path)?;
+pub fn curate(config_path: &Path, only: Option<&str>) -> Result<()> {
+    let cfg = CurateConfig::load(config_path)?;
     let bars = progress::Bars::new();
-    let out = pipeline::run_ingest(&cfg, config_path, &|label, n| bars.set(label, n));
+    let out = runner::run(&cfg, config_path, only, &|label, done, _total| bars.set(label, done));
     bars.finish();
     let out = out?;
     for step in &out.manifest.steps {
-        let rejected: u64 = step.reasons.values().sum();
-        eprintln!("{}: {} rows read, {} kept, {} rejected", step.name, step.rows_in, step.rows_out, rejected);
+        let dropped: u64 = step.reasons.values().sum();
+        let why: Vec<String> = step.reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let why = if why.is_empty() { String::new() } else { format!(" ({})", why.join(", ")) };
+        eprintln!("{:<28} {:>8} in {:>8} out {:>7} dropped{why}", step.name, step.rows_in, step.rows_out, dropped);
     }
-    eprintln!(
-        "{} records written; {} rejected{}",
-        out.stats.rows_ok,
-        out.stats.rejected_total(),
-        if out.stats.rejected_total() > 0 { " (see rejects.jsonl)" } else { "" }
-    );
-    eprintln!("manifest: {}", out.dir.join("manifest.json").display());
+    eprintln!("{} rows kept, {} dropped; manifest: {}", out.kept, out.dropped, out.dir.join("manifest.json").display());
     println!("{}", out.dir.display());
+    Ok(())
+}
+
+pub fn decontam(
+    train: &Path,
+    preset: Option<String>,
+    against: &[PathBuf],
+    data_root: Option<PathBuf>,
+    out: &Path,
+) -> Result<()> {
+    let outcome =
+        medforge_curate::stages::decontam::decontaminate_files(train, preset.as_deref(), against, data_root, out)?;
+    eprintln!(
+        "{} rows checked against {} benchmark items: {} dropped, {} kept -> {}",
+        outcome.rows,
+        outcome.benchmark_items,
+        outcome.dropped,
+        outcome.rows - outcome.dropped,
+        out.display()
+    );
+    eprintln!("report: {}", outcome.report.display());
     Ok(())
 }

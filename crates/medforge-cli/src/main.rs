@@ -78,8 +78,9 @@ enum Command {
         #[arg(long)]
         show: Option<String>,
     },
-    /// Run a pipeline config: ingest every input and write the outputs, rejects and manifest.json
-    /// into a new run folder `<run.output>/<version>_<timestamp>/`.
+    /// Run a pipeline config: ingest every input, run its [[stages]] in order, and write
+    /// filtered.parquet (every row with its annotations), curated.* (the kept rows), reports and
+    /// manifest.json into a new run folder `<run.output>/<version>_<timestamp>/`.
     #[command(after_help = "Example:\n  medforge run --config examples/demo.toml\n\n\
         A minimal config:\n\n  \
         [run]\n  output = \"runs\"\n  seed = 42\n  on_error = \"skip\"     # or \"fail\"\n\n  \
@@ -89,6 +90,44 @@ enum Command {
         /// Pipeline config (TOML).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Run a config's curation stages, all or one (`--only dedup`), into a new run folder.
+    #[command(after_help = "Examples:\n  \
+        medforge curate --config examples/curate.toml\n  \
+        medforge curate --config examples/curate.toml --only decontam\n\n\
+        Stages: quality, normalize, dedup, decontam, tokens, language (and, when configured, labels,\n\
+        sample, split, format). Every dropped row keeps a reason code such as\n\
+        `quality.missing_field:answer`, `dedup.near:cluster=17` or `decontam.ngram13:medqa_test#311`.")]
+    Curate {
+        /// Pipeline config (TOML) with [[stages]].
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Run only this stage (on the config's inputs, e.g. a previous curated.parquet).
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Drop training rows that overlap benchmark test sets, and report what matched.
+    #[command(after_help = "Examples:\n  \
+        medforge decontam --train train.jsonl --against ../shared/data/medqa/US/4_options/test.jsonl --out clean.jsonl\n  \
+        medforge decontam --train train.parquet --data-root ../shared/data --out clean.parquet\n\n\
+        Matches are exact (normalised question) or shared n-grams: 13 words, or 50 characters for Korean.\n\
+        The report (OUT.decontamination_report.json) names the benchmark item and the overlapping span.")]
+    Decontam {
+        /// Training data (any format; preset guessed unless --preset).
+        #[arg(long)]
+        train: PathBuf,
+        #[arg(long)]
+        preset: Option<String>,
+        /// A benchmark file or folder (repeatable; preset guessed). Without it, the default test sets
+        /// under --data-root are used.
+        #[arg(long)]
+        against: Vec<PathBuf>,
+        /// Folder laid out like the shared data (medqa/, medmcqa/, pubmedqa/, mmlu_medical/, kormedmcqa/).
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+        /// Where the kept rows go (format from the extension).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -111,7 +150,11 @@ fn main() -> ExitCode {
             })
         }
         Command::Presets { show } => commands::presets(show.as_deref()),
-        Command::Run { config } => commands::run(&config),
+        Command::Run { config } => commands::curate(&config, None),
+        Command::Curate { config, only } => commands::curate(&config, only.as_deref()),
+        Command::Decontam { train, preset, against, data_root, out } => {
+            commands::decontam(&train, preset, &against, data_root, &out)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

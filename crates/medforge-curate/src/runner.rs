@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use medforge_data::ingest::{ingest, IngestStats, RejectLog};
 use medforge_data::manifest::{hash_input, now_rfc3339, Manifest, OutputInfo, RunDir, StepCount};
+use medforge_data::pipeline::ingest_all;
 use medforge_data::write::{self, write_atomic, OutputFormat};
 use medforge_data::{Annotation, Record, Verdict};
 
@@ -116,23 +116,12 @@ pub fn run(
 
     // Ingest.
     let mut records = Vec::new();
-    let mut rejects = RejectLog::new(run.file("rejects.jsonl"));
-    let mut total = IngestStats::default();
-    for input in &resolved {
-        let label = format!("ingest {}", input.source);
-        let stats = ingest(input, cfg.run.on_error, &mut rejects, &|n| progress(&label, n, 0), &mut |batch| {
+    let (steps, total) =
+        ingest_all(&resolved, cfg.run.on_error, &run.file("rejects.jsonl"), &|l, n| progress(l, n, 0), &mut |batch| {
             records.extend(batch);
             Ok(())
         })?;
-        manifest.steps.push(StepCount {
-            name: format!("ingest:{}", input.source),
-            rows_in: stats.rows_read,
-            rows_out: stats.rows_ok,
-            reasons: stats.rejected.clone(),
-        });
-        total.add(&stats);
-    }
-    rejects.finish()?;
+    manifest.steps.extend(steps);
     manifest.rejects = total.rejected.clone();
 
     // Stages.

@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{InputConfig, OnError, PipelineConfig};
+use crate::config::{InputConfig, OnError, PipelineConfig, ResolvedInput};
 use crate::error::{Error, Result};
 use crate::ingest::{ingest, IngestStats, RejectLog};
 use crate::manifest::{hash_input, now_rfc3339, Manifest, OutputInfo, RunDir, StepCount};
 use crate::read::Format;
+use crate::record::Record;
 use crate::write::{self, OutputFormat, RecordWriter};
 
 /// Progress callback: (label, rows read so far).
@@ -101,24 +102,13 @@ pub fn run_ingest(cfg: &PipelineConfig, config_path: &Path, progress: Progress) 
         let p = run.file(&f.file_name("records"));
         writers.push((p.clone(), *f, write::create(&p, *f)?));
     }
-    let mut rejects = RejectLog::new(run.file("rejects.jsonl"));
-    let mut total = IngestStats::default();
-    for input in &resolved {
-        let label = format!("ingest {}", input.source);
-        let stats = ingest(input, cfg.run.on_error, &mut rejects, &|n| progress(&label, n), &mut |batch| {
-            for (_, _, w) in writers.iter_mut() {
-                w.write(&batch)?;
-            }
-            Ok(())
-        })?;
-        manifest.steps.push(StepCount {
-            name: format!("ingest:{}", input.source),
-            rows_in: stats.rows_read,
-            rows_out: stats.rows_ok,
-            reasons: stats.rejected.clone(),
-        });
-        total.add(&stats);
-    }
+    let (steps, total) = ingest_all(&resolved, cfg.run.on_error, &run.file("rejects.jsonl"), progress, &mut |batch| {
+        for (_, _, w) in writers.iter_mut() {
+            w.write(&batch)?;
+        }
+        Ok(())
+    })?;
+    manifest.steps.extend(steps);
     for (path, format, w) in writers {
         let rows = w.finish()?;
         manifest.outputs.push(OutputInfo {
@@ -127,9 +117,35 @@ pub fn run_ingest(cfg: &PipelineConfig, config_path: &Path, progress: Progress) 
             rows,
         });
     }
-    rejects.finish()?;
     manifest.rejects = total.rejected.clone();
     manifest.finished_at = Some(now_rfc3339());
     manifest.write(&run.path)?;
     Ok(RunOutcome { dir: run.path, manifest, stats: total })
+}
+
+/// Ingest several inputs in order into one sink, logging rejects to `rejects_path` (created only if
+/// a row is rejected). Returns a step count per input and the totals.
+pub fn ingest_all(
+    inputs: &[ResolvedInput],
+    on_error: OnError,
+    rejects_path: &Path,
+    progress: Progress,
+    sink: &mut dyn FnMut(Vec<Record>) -> Result<()>,
+) -> Result<(Vec<StepCount>, IngestStats)> {
+    let mut rejects = RejectLog::new(rejects_path);
+    let mut steps = Vec::new();
+    let mut total = IngestStats::default();
+    for input in inputs {
+        let label = format!("ingest {}", input.source);
+        let stats = ingest(input, on_error, &mut rejects, &|n| progress(&label, n), sink)?;
+        steps.push(StepCount {
+            name: format!("ingest:{}", input.source),
+            rows_in: stats.rows_read,
+            rows_out: stats.rows_ok,
+            reasons: stats.rejected.clone(),
+        });
+        total.add(&stats);
+    }
+    rejects.finish()?;
+    Ok((steps, total))
 }

@@ -179,6 +179,12 @@ impl Decontam {
         Decontam { cfg, index: Some(index), items: items.len(), benchmarks: Vec::new() }
     }
 
+    /// Build the index from the configured benchmarks now; returns the number of items indexed.
+    pub fn index_items(&mut self) -> Result<usize, StageError> {
+        self.build_index()?;
+        Ok(self.items)
+    }
+
     fn build_index(&mut self) -> Result<(), StageError> {
         if self.index.is_some() {
             return Ok(());
@@ -244,4 +250,61 @@ impl Stage for Decontam {
         });
         Ok(StageOutput::new(decisions).with_report("decontamination_report.json", report))
     }
+}
+
+/// What `decontaminate_files` did.
+#[derive(Debug, Clone)]
+pub struct DecontamOutcome {
+    pub rows: usize,
+    pub dropped: usize,
+    pub benchmark_items: usize,
+    pub report: PathBuf,
+}
+
+/// The standalone job behind `medforge decontam`: read `train`, check it against the given benchmark
+/// files (presets guessed) or the defaults under `data_root`, write the kept rows to `out` and the
+/// report beside it.
+pub fn decontaminate_files(
+    train: &Path,
+    preset: Option<&str>,
+    against: &[PathBuf],
+    data_root: Option<PathBuf>,
+    out: &Path,
+) -> Result<DecontamOutcome, StageError> {
+    let benchmarks: Vec<Benchmark> = against
+        .iter()
+        .map(|p| {
+            let preset = medforge_data::preset::detect(p).map(|x| x.name.clone());
+            let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or("benchmark").to_string();
+            Benchmark { name, path: p.clone(), preset, file_filter: None, keys_from: None }
+        })
+        .collect();
+    let cfg = DecontamConfig { data_root, benchmarks, ..Default::default() };
+    let mut stage = Decontam::new(cfg)?;
+    stage.build_index()?;
+
+    let preset = match preset {
+        Some(p) => Some(p.to_string()),
+        None => medforge_data::preset::detect(train).map(|p| p.name.clone()),
+    };
+    let input = InputConfig::for_path(train, preset.as_deref()).resolve()?;
+    let mut rejects_path = out.as_os_str().to_owned();
+    rejects_path.push(".rejects.jsonl");
+    let (rows, _) = read_all(&input, OnError::Fail, &mut RejectLog::new(PathBuf::from(rejects_path)))?;
+    let (decisions, matches) = stage.check(&rows);
+    let kept: Vec<Record> = rows.iter().zip(&decisions).filter(|(_, d)| d.keep).map(|(r, _)| r.clone()).collect();
+    medforge_data::write::write_all(out, medforge_data::write::OutputFormat::from_path(out), &kept)?;
+    let mut report_path = out.as_os_str().to_owned();
+    report_path.push(".decontamination_report.json");
+    let report_path = PathBuf::from(report_path);
+    let report = serde_json::json!({
+        "train": train,
+        "rows": rows.len(),
+        "dropped": matches.len(),
+        "benchmark_items": stage.items,
+        "benchmarks": stage.benchmarks.iter().map(|(n, c)| serde_json::json!({"name": n, "items": c})).collect::<Vec<_>>(),
+        "matches": matches,
+    });
+    medforge_data::write::write_atomic(&report_path, &serde_json::to_vec_pretty(&report).expect("json"))?;
+    Ok(DecontamOutcome { rows: rows.len(), dropped: matches.len(), benchmark_items: stage.items, report: report_path })
 }

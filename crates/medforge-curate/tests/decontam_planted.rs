@@ -102,7 +102,7 @@ fn planted_medqa_test_rows_in_shared_data() {
     assert_eq!(load_benchmark(&bench_spec, &cfg.fields).unwrap().len(), 1019);
     let bench = load(data.join("medqa/US/4_options/test.jsonl"), "medqa");
     let planted = plant(&mut train, &bench, 4);
-    let items: Vec<_> = stage.index_items().unwrap();
+    let items = stage.index_items().unwrap();
     assert!(items > 1019);
     let (recall, false_rate, false_drops) = check(&stage, &train, &planted);
     eprintln!(

@@ -28,9 +28,13 @@ pub(super) fn open_parquet(file: &Path) -> Result<RawIter, RowError> {
     if f.metadata().map(|m| m.len() == 0).unwrap_or(false) {
         return Err(RowError::file_level(loc, code::EMPTY_FILE, "file is empty"));
     }
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-        .and_then(|b| b.with_batch_size(8192).build())
-        .map_err(|e| RowError::file_level(loc, code::BAD_ARROW, format!("not a readable Parquet file: {e}")))?;
+    let reader = catch_decoder_panic(|| {
+        ParquetRecordBatchReaderBuilder::try_new(f)
+            .and_then(|b| b.with_batch_size(8192).build())
+            .map_err(|e| e.to_string())
+    })
+    .and_then(|r| r)
+    .map_err(|e| RowError::file_level(loc, code::BAD_ARROW, format!("not a readable Parquet file: {e}")))?;
     let batches: BatchIter = Box::new(reader.map(|r| r.map_err(|e| e.to_string())));
     Ok(rows_from_batches(file.to_path_buf(), batches))
 }
@@ -42,13 +46,16 @@ pub(super) fn open_arrow_file(file: &Path) -> Result<RawIter, RowError> {
         return Err(RowError::file_level(loc, code::EMPTY_FILE, "file is empty"));
     }
     // `datasets` writes the IPC *stream* format; accept the file format too.
-    let batches: BatchIter = match arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(f), None) {
+    let stream = catch_decoder_panic(|| {
+        arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(f), None).map_err(|e| e.to_string())
+    });
+    let batches: BatchIter = match stream.and_then(|r| r) {
         Ok(r) => Box::new(r.map(|b| b.map_err(|e| e.to_string()))),
         Err(stream_err) => {
             let f = File::open(file).map_err(|e| RowError::file_level(loc.clone(), code::IO, e.to_string()))?;
-            match arrow_ipc::reader::FileReader::try_new(f, None) {
-                Ok(r) => Box::new(r.map(|b| b.map_err(|e| e.to_string()))),
-                Err(_) => {
+            match catch_decoder_panic(|| arrow_ipc::reader::FileReader::try_new(f, None)) {
+                Ok(Ok(r)) => Box::new(r.map(|b| b.map_err(|e| e.to_string()))),
+                _ => {
                     return Err(RowError::file_level(
                         loc,
                         code::BAD_ARROW,
@@ -66,7 +73,11 @@ pub(super) fn open_hf_dataset(dir: &Path) -> Result<RawIter, RowError> {
     let files: Vec<PathBuf> = match std::fs::read_to_string(dir.join("state.json")) {
         Ok(text) => {
             let state: Value = serde_json::from_str(&text).map_err(|e| {
-                RowError::file_level(loc.clone(), code::BAD_JSON, format!("state.json is not JSON: {e}"))
+                RowError::file_level(
+                    loc.clone().with_line(e.line() as u64),
+                    code::BAD_JSON,
+                    format!("state.json is not JSON: {e}"),
+                )
             })?;
             let list = state.get("_data_files").and_then(Value::as_array).ok_or_else(|| {
                 RowError::file_level(
@@ -113,7 +124,28 @@ pub(super) fn open_hf_dataset(dir: &Path) -> Result<RawIter, RowError> {
     Ok(Box::new(iter))
 }
 
-fn rows_from_batches(path: PathBuf, batches: BatchIter) -> RawIter {
+/// Run a decoder step, turning a panic into an error. The Arrow IPC reader (arrow-ipc 60) panics
+/// instead of failing when a buffer's offset or length points past the message body, and the Parquet
+/// decoders have had such bugs too; corrupt input must end as a located error, never a crash.
+fn catch_decoder_panic<T>(step: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).map_err(|p| {
+        let why = p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(String::as_str));
+        format!("the decoder failed on corrupt data ({})", why.unwrap_or("no message"))
+    })
+}
+
+fn rows_from_batches(path: PathBuf, mut batches: BatchIter) -> RawIter {
+    // The first decode error ends the file: readers can fail on the same bytes again and again, which
+    // under `on_error = skip` would log rejects forever.
+    let mut failed = false;
+    let batches = std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        let next = catch_decoder_panic(|| batches.next()).unwrap_or_else(|e| Some(Err(e)));
+        failed = matches!(next, Some(Err(_)));
+        next
+    });
     let mut offset = 0u64;
     let iter = batches.flat_map(move |batch| -> Vec<Result<RawRow, RowError>> {
         let batch = match batch {

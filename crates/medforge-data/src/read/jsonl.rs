@@ -107,6 +107,7 @@ impl Iterator for JsonlIter {
                 }
                 Ok(Line::TooLong(n)) => {
                     self.saw_row = true;
+                    let loc = loc.with_record(self.record);
                     self.record += 1;
                     return Some(Err(RowError::new(
                         loc,

@@ -36,10 +36,12 @@ struct Doc {
 }
 
 fn parse(text: &str, floc: &Location, limits: &Limits) -> Result<Vec<RawRow>, RowError> {
+    // No `trim_text`: trimming would cut the spaces around entity references (`a &amp; b` → `a&b`) and
+    // make `buffer_position` point before the whitespace that precedes a tag; values are trimmed on `End`.
     let mut reader = Reader::from_str(text);
-    reader.config_mut().trim_text(true);
     let mut lines = LineCounter::new(text);
-    let mut stack: Vec<String> = Vec::new();
+    // Open elements: lowercase local name, the name as written, and the byte offset of the start tag.
+    let mut stack: Vec<(String, String, usize)> = Vec::new();
     let mut doc = Doc::default();
     let mut rows = Vec::new();
     let mut pair: Option<(u64, Map<String, Value>)> = None;
@@ -128,7 +130,9 @@ fn parse(text: &str, floc: &Location, limits: &Limits) -> Result<Vec<RawRow>, Ro
                     _ => {}
                 }
                 buf_text.clear();
-                stack.push(name);
+                let qname = e.name();
+                let shown: &str = qname.as_ref();
+                stack.push((name, shown.to_string(), pos));
             }
             Event::Empty(e) => {
                 let name = local_name(&e);
@@ -166,7 +170,7 @@ fn parse(text: &str, floc: &Location, limits: &Limits) -> Result<Vec<RawRow>, Ro
                 }
             }
             Event::End(_) => {
-                let name = stack.pop().unwrap_or_default();
+                let name = stack.pop().map(|(name, _, _)| name).unwrap_or_default();
                 let value = std::mem::take(&mut buf_text).trim().to_string();
                 match name.as_str() {
                     "focus" | "doctitle-focus" => doc.focus = value,
@@ -200,7 +204,16 @@ fn parse(text: &str, floc: &Location, limits: &Limits) -> Result<Vec<RawRow>, Ro
                     _ => {}
                 }
             }
-            Event::Eof => break,
+            Event::Eof => {
+                if let Some((_, shown, at)) = stack.last() {
+                    return Err(RowError::new(
+                        floc.clone().with_line(lines_at(text, *at)),
+                        code::BAD_XML,
+                        format!("malformed XML: `<{shown}>` is never closed (truncated file?)"),
+                    ));
+                }
+                break;
+            }
             _ => {}
         }
     }

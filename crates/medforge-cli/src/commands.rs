@@ -221,3 +221,119 @@ pub fn decontam(
     eprintln!("report: {}", outcome.report.display());
     Ok(())
 }
+
+fn read_records(path: &Path) -> Result<Vec<medforge_data::Record>> {
+    let preset = preset::detect(path).map(|p| p.name.clone());
+    let input = medforge_data::config::InputConfig::for_path(path, preset.as_deref()).resolve()?;
+    let tmp = std::env::temp_dir().join(format!("medforge-read-rejects-{}.jsonl", std::process::id()));
+    let (records, _) =
+        medforge_data::ingest::read_all(&input, OnError::Fail, &mut medforge_data::ingest::RejectLog::new(&tmp))?;
+    Ok(records)
+}
+
+pub fn verify(dir: &Path, json: bool) -> Result<()> {
+    let report = medforge_curate::verify::verify(dir);
+    if json {
+        emit(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+    } else {
+        let mut o = String::new();
+        outln!(o, "{}: {} rows", dir.display(), report.rows);
+        for (t, n) in &report.types {
+            outln!(o, "  {t}: {n}");
+        }
+        if report.is_ok() {
+            outln!(o, "all checks passed");
+        }
+        for (code, kind) in &report.errors {
+            outln!(o, "  {code}: {} rows", kind.count);
+            for ex in &kind.examples {
+                outln!(o, "    e.g. {}: {}", ex.id, ex.excerpt);
+            }
+        }
+        emit(&o)?;
+    }
+    if !report.is_ok() {
+        anyhow::bail!("{} rows fail verification", report.error_count());
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn divisions_organize(
+    input: &Path,
+    taxonomy: &Path,
+    out: &Path,
+    min_samples: usize,
+    validation_fraction: f64,
+    level: usize,
+    seed: u64,
+) -> Result<()> {
+    use medforge_curate::taxonomy::{distribution, fix_labels, organize_divisions, OrganizeOptions, Taxonomy};
+    let tax = Taxonomy::load(taxonomy)?;
+    let mut records = read_records(input)?;
+    let mut unknown = 0;
+    for r in &mut records {
+        let mut raw: Vec<String> = r.division.iter().cloned().collect();
+        raw.extend(r.divisions.iter().filter(|d| Some(*d) != r.division.as_ref()).cloned());
+        let fix = fix_labels(&tax, &raw);
+        unknown += fix.unknown as usize;
+        r.division = Some(fix.primary);
+        r.divisions = fix.labels;
+    }
+    let opts = OrganizeOptions { min_samples, validation_fraction, seed, level };
+    let index = organize_divisions(&records, &tax, out, &opts)?;
+    let mut o = String::new();
+    outln!(o, "{} records, {} with no valid division (UNKNOWN)", records.len(), unknown);
+    outln!(o, "{:<10} {:<48} {:>8} {:>8}", "DIVISION", "NAME", "RECORDS", "SHARE");
+    for d in distribution(&records, &tax, level) {
+        outln!(o, "{:<10} {:<48} {:>8} {:>7.1}%", d.id, d.name, d.count, d.percent);
+    }
+    outln!(
+        o,
+        "\nwrote {} division folders under {} ({} skipped below --min-samples {min_samples})",
+        index.divisions.len(),
+        out.display(),
+        index.skipped.len()
+    );
+    emit(&o)
+}
+
+pub fn split_update(splits: &Path, recommendations: &Path, out: Option<&Path>) -> Result<()> {
+    use medforge_curate::split::{update, write_splits, Recommendations, SplitPlan, PLAN_FILE, SPLIT_FILES};
+    let plan = SplitPlan::load(&splits.join(PLAN_FILE))?;
+    let recs = Recommendations::load(recommendations)?;
+    let mut records = Vec::new();
+    for (_, jsonl, _) in SPLIT_FILES {
+        records.extend(read_records(&splits.join(jsonl))?);
+    }
+    let new_plan = update(&plan, &records, &recs)?;
+    let target = out.unwrap_or(splits);
+    let stats = write_splits(target, &new_plan, &records)?;
+    let mut o = String::new();
+    if let Some(u) = new_plan.updates.last() {
+        for (s, c) in &u.changes {
+            outln!(
+                o,
+                "{s}: train {} -> {} (+{} from the pool; {} left) [{}]",
+                c.train_before,
+                c.train_after,
+                c.moved,
+                c.pool_left,
+                c.reason
+            );
+        }
+        for s in &u.unmatched {
+            outln!(o, "{s}: no such specialty in these splits");
+        }
+    }
+    outln!(
+        o,
+        "train {} eval {} holdout {} pool {} -> {}",
+        stats.train_samples,
+        stats.eval_samples,
+        stats.holdout_samples,
+        stats.eval_pool_samples,
+        target.display()
+    );
+    emit(&o)
+}

@@ -129,6 +129,77 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Check a formatted training set: balanced reasoning markers, answer letters within the options,
+    /// no markers in non-reasoning types, EOS at the end of every completion, a template that round-trips.
+    #[command(after_help = "Example:\n  medforge verify runs/0.1.0_20261122T010000Z/formatted\n\n\
+        Exits non-zero when any check fails, printing counts per error with examples.")]
+    Verify {
+        /// A `formatted/` folder (train.jsonl + format.json).
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Specialty/division taxonomy tools.
+    Divisions {
+        #[command(subcommand)]
+        command: DivisionsCommand,
+    },
+    /// Train/eval/holdout/pool splits.
+    Split {
+        #[command(subcommand)]
+        command: SplitCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DivisionsCommand {
+    /// Write one folder per division (train.jsonl, validation.jsonl, metadata.json) and division_index.json.
+    #[command(after_help = "Example:\n  medforge divisions organize --input runs/X/curated.parquet \\\n    \
+        --taxonomy fixtures/specialty_taxonomy/med_division.json --out divisions --min-samples 20\n\n\
+        Labels are validated and auto-fixed first (invalid ids removed, names and numbers mapped to ids,\n\
+        empty lists become UNKNOWN), and the distribution is printed with names and percentages.")]
+    Organize {
+        /// Records (any format medforge reads; preset guessed).
+        #[arg(long)]
+        input: PathBuf,
+        /// Taxonomy tree (med_division.json layout) or flat list.
+        #[arg(long)]
+        taxonomy: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Divisions with fewer records are skipped (listed in the index).
+        #[arg(long, default_value_t = 1)]
+        min_samples: usize,
+        /// Share of each division written to validation.jsonl.
+        #[arg(long, default_value_t = 0.1)]
+        validation_fraction: f64,
+        /// Taxonomy level of the folders (1 = top-level divisions).
+        #[arg(long, default_value_t = 1)]
+        level: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SplitCommand {
+    /// Move rows from the pool into train for the specialties an evaluation flagged, keeping holdout and
+    /// eval byte-identical.
+    #[command(after_help = "Example:\n  medforge split update --splits runs/X/splits \\\n    \
+        --recommendations reports/training_recommendations.json\n\n\
+        Reads split_plan.json and the split files in --splits, and rewrites train, pool, the stats and\n\
+        the plan there (or in --out).")]
+    Update {
+        /// A `splits/` folder written by the split stage.
+        #[arg(long)]
+        splits: PathBuf,
+        /// training_recommendations.json from `medforge eval`.
+        #[arg(long)]
+        recommendations: PathBuf,
+        /// Write the updated splits here instead of in place.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -154,6 +225,13 @@ fn main() -> ExitCode {
         Command::Curate { config, only } => commands::curate(&config, only.as_deref()),
         Command::Decontam { train, preset, against, data_root, out } => {
             commands::decontam(&train, preset, &against, data_root, &out)
+        }
+        Command::Verify { dir, json } => commands::verify(&dir, json),
+        Command::Divisions {
+            command: DivisionsCommand::Organize { input, taxonomy, out, min_samples, validation_fraction, level, seed },
+        } => commands::divisions_organize(&input, &taxonomy, &out, min_samples, validation_fraction, level, seed),
+        Command::Split { command: SplitCommand::Update { splits, recommendations, out } } => {
+            commands::split_update(&splits, &recommendations, out.as_deref())
         }
     };
     match result {

@@ -18,10 +18,15 @@ pub enum StageConfig {
     Decontam(stages::decontam::DecontamConfig),
     Tokens(stages::tokens::TokensConfig),
     Language(stages::language::LanguageConfig),
+    Labels(stages::labels::LabelsConfig),
+    Sample(stages::sample::SampleConfig),
+    Split(stages::split::SplitConfig),
+    Format(crate::format::FormatConfig),
 }
 
 impl StageConfig {
-    pub const NAMES: &'static [&'static str] = &["quality", "normalize", "dedup", "decontam", "tokens", "language"];
+    pub const NAMES: &'static [&'static str] =
+        &["quality", "normalize", "dedup", "decontam", "tokens", "language", "labels", "sample", "split", "format"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -31,6 +36,10 @@ impl StageConfig {
             StageConfig::Decontam(_) => "decontam",
             StageConfig::Tokens(_) => "tokens",
             StageConfig::Language(_) => "language",
+            StageConfig::Labels(_) => "labels",
+            StageConfig::Sample(_) => "sample",
+            StageConfig::Split(_) => "split",
+            StageConfig::Format(_) => "format",
         }
     }
 
@@ -40,7 +49,19 @@ impl StageConfig {
             StageConfig::Decontam(c) => c.rebase(base),
             StageConfig::Tokens(c) => c.rebase(base),
             StageConfig::Language(c) => c.rebase(base),
-            StageConfig::Quality(_) | StageConfig::Normalize(_) | StageConfig::Dedup(_) => {}
+            StageConfig::Labels(c) => c.rebase(base),
+            StageConfig::Format(c) => {
+                // A template given as a path (tokenizer_config.json) is relative to the config.
+                let t = std::path::Path::new(&c.template);
+                if !c.template.starts_with("jinja:") && t.is_relative() && base.join(t).exists() {
+                    c.template = normalize(&base.join(t)).display().to_string();
+                }
+            }
+            StageConfig::Quality(_)
+            | StageConfig::Normalize(_)
+            | StageConfig::Dedup(_)
+            | StageConfig::Sample(_)
+            | StageConfig::Split(_) => {}
         }
     }
 
@@ -52,6 +73,10 @@ impl StageConfig {
             StageConfig::Decontam(c) => Box::new(stages::decontam::Decontam::new(c.clone())?),
             StageConfig::Tokens(c) => Box::new(stages::tokens::Tokens::new(c.clone())?),
             StageConfig::Language(c) => Box::new(stages::language::Language::new(c.clone())?),
+            StageConfig::Labels(c) => Box::new(stages::labels::Labels::new(c.clone())?),
+            StageConfig::Sample(c) => Box::new(stages::sample::Sample::new(c.clone())?),
+            StageConfig::Split(c) => Box::new(stages::split::Split::new(c.clone())),
+            StageConfig::Format(c) => Box::new(stages::format::Format::new(c.clone())?),
         })
     }
 }

@@ -21,3 +21,16 @@ ls -l "$run_dir"
 echo
 echo "manifest steps:"
 grep -A3 '"name": "ingest' "$run_dir/manifest.json" | grep -E '"(name|rows_in|rows_out)"' | paste - - - | sed 's/  */ /g'
+
+echo
+echo "== medforge curate --config examples/curate_demo.toml"
+cur=$($mf curate --config examples/curate_demo.toml)
+echo
+echo "== medforge verify $cur/formatted"
+$mf verify "$cur/formatted"
+echo
+echo "== medforge split update (recommendations from an evaluation)"
+$mf split update --splits "$cur/splits" --recommendations examples/training_recommendations.json --out "$cur/splits_round2"
+echo
+echo "== medforge divisions organize"
+$mf divisions organize --input "$cur/curated.parquet" --taxonomy fixtures/specialty_taxonomy/med_division.json --out "$cur/divisions"

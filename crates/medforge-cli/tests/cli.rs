@@ -30,8 +30,12 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["inspect", "convert", "presets", "run"] {
-        let o = run(&[cmd, "--help"]);
+    for cmd in
+        ["inspect", "convert", "presets", "run", "curate", "decontam", "verify", "divisions organize", "split update"]
+    {
+        let mut args: Vec<&str> = cmd.split(' ').collect();
+        args.push("--help");
+        let o = run(&args);
         assert!(o.status.success());
         let text = stdout(&o);
         assert!(text.contains("Example"), "{cmd} --help has no example:\n{text}");
@@ -176,4 +180,80 @@ fn shared_datasets_read_with_known_counts() {
         }
     }
     assert!(Path::new(&shared.join("SOURCES.md")).exists());
+}
+
+#[test]
+fn curate_verify_split_update_and_divisions_on_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = std::fs::read_to_string(root().join("examples/curate_demo.toml")).unwrap();
+    let cfg = cfg.replace("../out/curate_demo", dir.path().join("runs").to_str().unwrap());
+    let cfg_path = root().join("examples").join(format!(".curate-test-{}.toml", std::process::id()));
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let o = run(&["curate", "--config", cfg_path.to_str().unwrap()]);
+    std::fs::remove_file(&cfg_path).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("decontam.exact 10"), "{}", stderr(&o));
+    let run_dir = PathBuf::from(stdout(&o).trim());
+
+    let v = run(&["verify", run_dir.join("formatted").to_str().unwrap()]);
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+    assert!(stdout(&v).contains("all checks passed"));
+    // A corrupted completion (EOS removed) fails verification with a count and an example.
+    let jsonl = run_dir.join("formatted/train.jsonl");
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let mut lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let c = lines[0]["completion"].as_str().unwrap().replace("<|eot_id|>", "");
+    lines[0]["completion"] = c.into();
+    std::fs::write(&jsonl, lines.iter().map(|l| l.to_string() + "\n").collect::<String>()).unwrap();
+    let v = run(&["verify", run_dir.join("formatted").to_str().unwrap()]);
+    assert!(!v.status.success());
+
+    let splits = run_dir.join("splits");
+    let holdout = std::fs::read(splits.join("holdout.jsonl")).unwrap();
+    let u = run(&[
+        "split",
+        "update",
+        "--splits",
+        splits.to_str().unwrap(),
+        "--recommendations",
+        root().join("examples/training_recommendations.json").to_str().unwrap(),
+    ]);
+    assert!(u.status.success(), "{}", stderr(&u));
+    assert!(stdout(&u).contains("doctor: train"), "{}", stdout(&u));
+    assert_eq!(std::fs::read(splits.join("holdout.jsonl")).unwrap(), holdout);
+
+    let d = run(&[
+        "divisions",
+        "organize",
+        "--input",
+        run_dir.join("curated.parquet").to_str().unwrap(),
+        "--taxonomy",
+        root().join("fixtures/specialty_taxonomy/med_division.json").to_str().unwrap(),
+        "--out",
+        dir.path().join("div").to_str().unwrap(),
+    ]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert!(dir.path().join("div/division_index.json").exists());
+}
+
+#[test]
+fn decontam_standalone_drops_overlap_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clean.jsonl");
+    let o = run(&[
+        "decontam",
+        "--train",
+        fixture("medqa/dev_4opt.jsonl").to_str().unwrap(),
+        "--against",
+        fixture("medqa/dev_5opt.jsonl").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("10 dropped, 10 kept"), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("clean.jsonl.decontamination_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["matches"].as_array().unwrap().len(), 10);
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 10);
 }

@@ -1,1 +1,5 @@
 //! medforge-curate: stages behind one trait, and the runner that executes them.
+
+pub mod sample;
+pub mod split;
+pub mod taxonomy;

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use medforge_data::config::{normalize, with_suggestion, InputConfig, OutputConfig, RunConfig};
+use medforge_data::config::{
+    check_inputs, normalize, rebase_run, with_suggestion, InputConfig, OutputConfig, RunConfig,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::stage::{Stage, StageError, StageResult};
@@ -98,12 +100,7 @@ pub struct CurateConfig {
 impl CurateConfig {
     pub fn parse(text: &str) -> Result<CurateConfig, String> {
         let cfg: CurateConfig = toml::from_str(text).map_err(|e| with_suggestion(&e.to_string()))?;
-        if cfg.inputs.is_empty() {
-            return Err("no [[inputs]]: add at least one".into());
-        }
-        for (i, input) in cfg.inputs.iter().enumerate() {
-            input.resolve().map_err(|e| format!("inputs[{i}]: {e}"))?;
-        }
+        check_inputs(&cfg.inputs)?;
         Ok(cfg)
     }
 
@@ -113,16 +110,7 @@ impl CurateConfig {
         let mut cfg = Self::parse(&text)
             .map_err(|m| StageError::Data(medforge_data::Error::Config(format!("{}: {m}", path.display()))))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for input in &mut cfg.inputs {
-            if let Some(p) = &input.path {
-                if p.is_relative() {
-                    input.path = Some(normalize(&base.join(p)));
-                }
-            }
-        }
-        if cfg.run.output.is_relative() {
-            cfg.run.output = normalize(&base.join(&cfg.run.output));
-        }
+        rebase_run(&mut cfg.run, &mut cfg.inputs, base);
         for s in &mut cfg.stages {
             s.rebase(base);
         }

@@ -167,32 +167,41 @@ impl PipelineConfig {
     pub fn load(path: &Path) -> Result<PipelineConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut cfg = Self::parse(&text).map_err(|m| Error::Config(format!("{}: {m}", path.display())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for input in &mut cfg.inputs {
-            if let Some(p) = &input.path {
-                if p.is_relative() {
-                    input.path = Some(normalize(&base.join(p)));
-                }
-            }
-        }
-        if cfg.run.output.is_relative() {
-            cfg.run.output = normalize(&base.join(&cfg.run.output));
-        }
+        rebase_run(&mut cfg.run, &mut cfg.inputs, path.parent().unwrap_or(Path::new(".")));
         Ok(cfg)
     }
 
     pub fn parse(text: &str) -> std::result::Result<PipelineConfig, String> {
         let cfg: PipelineConfig = toml::from_str(text).map_err(|e| with_suggestion(&e.to_string()))?;
-        if cfg.inputs.is_empty() {
-            return Err(
-                "no [[inputs]]: add at least one, e.g.\n\n[[inputs]]\npath = \"data/dev.jsonl\"\npreset = \"medqa\""
-                    .into(),
-            );
-        }
-        for (i, input) in cfg.inputs.iter().enumerate() {
-            input.resolve().map_err(|e| format!("inputs[{i}]: {e}"))?;
-        }
+        check_inputs(&cfg.inputs)?;
         Ok(cfg)
+    }
+}
+
+/// Every config needs inputs, and each must resolve (known preset, valid mapping).
+pub fn check_inputs(inputs: &[InputConfig]) -> std::result::Result<(), String> {
+    if inputs.is_empty() {
+        return Err(
+            "no [[inputs]]: add at least one, e.g.\n\n[[inputs]]\npath = \"data/dev.jsonl\"\npreset = \"medqa\"".into(),
+        );
+    }
+    for (i, input) in inputs.iter().enumerate() {
+        input.resolve().map_err(|e| format!("inputs[{i}]: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Resolve relative input paths and the run output against the config file's folder.
+pub fn rebase_run(run: &mut RunConfig, inputs: &mut [InputConfig], base: &Path) {
+    for input in inputs {
+        if let Some(p) = &input.path {
+            if p.is_relative() {
+                input.path = Some(normalize(&base.join(p)));
+            }
+        }
+    }
+    if run.output.is_relative() {
+        run.output = normalize(&base.join(&run.output));
     }
 }
 

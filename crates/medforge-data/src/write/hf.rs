@@ -6,7 +6,7 @@ use arrow_ipc::writer::StreamWriter;
 use sha2::{Digest, Sha256};
 
 use super::{parent_of, RecordWriter};
-use crate::columnar::{records_to_batch, schema};
+use crate::columnar::schema;
 use crate::error::{Error, Result};
 use crate::record::Record;
 
@@ -44,7 +44,7 @@ impl RecordWriter for HfWriter {
         if records.is_empty() {
             return Ok(());
         }
-        let batch = records_to_batch(records).map_err(|e| Error::write(self.path.display().to_string(), e))?;
+        let batch = super::encode(&self.path, records)?;
         self.writer.write(&batch).map_err(|e| Error::write(self.path.display().to_string(), e))?;
         self.rows += records.len() as u64;
         Ok(())

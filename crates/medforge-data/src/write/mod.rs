@@ -109,3 +109,8 @@ pub(crate) fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
+
+/// Encode records into a canonical batch, naming the output on failure.
+pub(crate) fn encode(path: &Path, records: &[Record]) -> Result<arrow_array::RecordBatch> {
+    crate::columnar::records_to_batch(records).map_err(|e| Error::write(path.display().to_string(), e))
+}

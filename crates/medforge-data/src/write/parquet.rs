@@ -5,7 +5,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use super::{persist, temp_beside, RecordWriter};
-use crate::columnar::{records_to_batch, schema};
+use crate::columnar::schema;
 use crate::error::{Error, Result};
 use crate::record::Record;
 
@@ -34,7 +34,7 @@ impl RecordWriter for ParquetWriter {
         if records.is_empty() {
             return Ok(());
         }
-        let batch = records_to_batch(records).map_err(|e| Error::write(self.path.display().to_string(), e))?;
+        let batch = super::encode(&self.path, records)?;
         self.writer.write(&batch).map_err(|e| Error::write(self.path.display().to_string(), e))?;
         self.rows += records.len() as u64;
         Ok(())

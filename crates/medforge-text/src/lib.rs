@@ -1,2 +1,9 @@
 //! medforge-text: the text algorithms curation, generation and evaluation share.
 pub mod chat;
+pub mod error;
+pub mod lang;
+pub mod minhash;
+pub mod ngram;
+pub mod normalize;
+pub mod shingle;
+pub mod tokens;

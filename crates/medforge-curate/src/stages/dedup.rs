@@ -1,6 +1,7 @@
 //! Deduplication: exact (a hash of normalised fields) then near-duplicate (MinHash + LSH). The first row
 //! of each group is kept; the others are dropped with `dedup.exact:of=<id>` or `dedup.near:cluster=<k>`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use medforge_data::{Record, RecordKind};
@@ -39,6 +40,15 @@ impl Default for DedupConfig {
 
 pub struct Dedup {
     cfg: DedupConfig,
+}
+
+/// [`joined`] without copying when it is a single text field (the usual `question`): the text stages
+/// read every row's text, and copying the whole data set's questions costs time and memory.
+pub(super) fn joined_cow<'a>(r: &'a Record, fields: &[String]) -> Cow<'a, str> {
+    match fields {
+        [f] if f != "options" => Cow::Borrowed(r.text_field(f).unwrap_or("")),
+        _ => Cow::Owned(joined(r, fields)),
+    }
 }
 
 impl Dedup {
@@ -91,8 +101,8 @@ impl Stage for Dedup {
         if self.cfg.near {
             // Near-duplicates among the rows exact dedup kept.
             let live: Vec<usize> = (0..n).filter(|&i| decisions[i].keep).collect();
-            let texts: Vec<String> = live.par_iter().map(|&i| joined(&rows[i], &self.cfg.near_fields)).collect();
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let texts: Vec<Cow<str>> = live.par_iter().map(|&i| joined_cow(&rows[i], &self.cfg.near_fields)).collect();
+            let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
             let clusters = near_duplicate_clusters(&refs, &self.cfg.minhash)
                 .map_err(|e| StageError::failed("dedup", format!("minhash: {e}")))?;
             for (k, members) in clusters.clusters.iter().enumerate() {
@@ -161,8 +171,8 @@ mod tests {
                 RecordKind::OpenQa,
                 "A 7-year-old girl has a sore throat, fever and a sandpaper rash on her trunk",
             ),
-            Record::new("c", "t", RecordKind::OpenQa, &base.replace("two hours", "two hours,")),
-            Record::new("d", "t", RecordKind::OpenQa, &format!("{base} and nausea")),
+            Record::new("c", "t", RecordKind::OpenQa, base.replace("two hours", "two hours,")),
+            Record::new("d", "t", RecordKind::OpenQa, format!("{base} and nausea")),
         ];
         let r = ctx_run(&mut d, &mut rows);
         assert_eq!(r[0], None);

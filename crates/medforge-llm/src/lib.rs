@@ -1,0 +1,21 @@
+//! medforge LLM backends: the [`Backend`] trait, the OpenAI-compatible HTTP backend with retries,
+//! rate limits and fleets ([`openai`]), the persistent response cache ([`cache`]), spend and budget
+//! accounting ([`cost`]), the client that ties them together ([`client`]), Batch API files
+//! ([`batch`]) and, with the `testing` feature, a fake OpenAI-compatible server ([`testing`]).
+
+pub mod backend;
+pub mod batch;
+pub mod cache;
+pub mod client;
+pub mod cost;
+pub mod openai;
+pub mod retry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use backend::{Backend, ChatRequest, ChatResponse, GenParams, LlmError, Message, Role, Usage};
+pub use cache::{cache_key, Cache, CacheError};
+pub use client::{CacheMode, LlmClient, Outcome, Stop};
+pub use cost::{estimate_request, estimate_tokens, DryRunEstimate, Pricing, Spend, SpendSnapshot};
+pub use openai::{EndpointConfig, Fleet, OpenAiBackend};
+pub use retry::{Backoff, RetryEvent, RetryPolicy};

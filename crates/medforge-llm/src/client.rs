@@ -202,3 +202,68 @@ impl LlmClient {
         }
     }
 }
+
+/// What [`LlmClient::complete_all`] returns: one outcome per request, in input order (`None` for
+/// requests never started because the run stopped), and the stop, if one happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllOutcomes {
+    pub outcomes: Vec<Option<Outcome>>,
+    pub stop: Option<Stop>,
+}
+
+impl LlmClient {
+    /// Run many requests with up to `window` of them started at once (the endpoint's own
+    /// `max_concurrency` and rate limits still apply), results in input order. `validate` gets the
+    /// request's index and the response text. `progress(done, total)` is called after each one.
+    ///
+    /// On a [`Stop`] no new request starts; those already started finish (and are cached), and the
+    /// rest stay `None`.
+    pub async fn complete_all<V, P>(
+        &self,
+        reqs: Vec<ChatRequest>,
+        window: usize,
+        validate: V,
+        progress: P,
+    ) -> AllOutcomes
+    where
+        V: Fn(usize, &str) -> Result<(), String> + Send + Sync + 'static,
+        P: Fn(usize, usize),
+    {
+        let total = reqs.len();
+        let validate = Arc::new(validate);
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; total];
+        let mut stop: Option<Stop> = None;
+        let mut pending = reqs.into_iter().enumerate();
+        let mut set = tokio::task::JoinSet::new();
+        let mut done = 0;
+        loop {
+            while stop.is_none() && set.len() < window.max(1) {
+                let Some((i, req)) = pending.next() else { break };
+                let (client, validate) = (self.clone(), validate.clone());
+                set.spawn(async move { (i, client.complete(&req, |t| validate(i, t)).await) });
+            }
+            let Some(joined) = set.join_next().await else { break };
+            let (i, res) = match joined {
+                Ok(r) => r,
+                Err(e) => {
+                    stop.get_or_insert(Stop::Fatal { code: "llm.task".into(), message: e.to_string() });
+                    continue;
+                }
+            };
+            match res {
+                Ok(o) => outcomes[i] = Some(o),
+                Err(s) => {
+                    stop.get_or_insert(s);
+                }
+            }
+            done += 1;
+            progress(done, total);
+        }
+        AllOutcomes { outcomes, stop }
+    }
+}
+
+/// A multi-threaded tokio runtime for synchronous callers (curation stages run synchronously).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("medforge-llm").build()
+}

@@ -7,7 +7,9 @@ pub mod backend;
 pub mod batch;
 pub mod cache;
 pub mod client;
+pub mod config;
 pub mod cost;
+pub mod deadletter;
 pub mod openai;
 pub mod retry;
 #[cfg(feature = "testing")]
@@ -15,7 +17,9 @@ pub mod testing;
 
 pub use backend::{Backend, ChatRequest, ChatResponse, GenParams, LlmError, Message, Role, Usage};
 pub use cache::{cache_key, Cache, CacheError};
-pub use client::{CacheMode, LlmClient, Outcome, Stop};
+pub use client::{runtime, AllOutcomes, CacheMode, LlmClient, Outcome, Stop};
+pub use config::{build_backend, LlmConfig};
 pub use cost::{estimate_request, estimate_tokens, DryRunEstimate, Pricing, Spend, SpendSnapshot};
+pub use deadletter::{read_dead_letters, DeadLetter, DeadLetterWriter};
 pub use openai::{EndpointConfig, Fleet, OpenAiBackend};
 pub use retry::{Backoff, RetryEvent, RetryPolicy};

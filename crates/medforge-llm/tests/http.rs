@@ -352,3 +352,43 @@ async fn batch_files_round_trip_through_a_server() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_all_keeps_order_and_stops_cleanly() {
+    let s = FakeServer::start().await;
+    s.fail_when("question 3", Fault::BadRequest, None);
+    let client = LlmClient::new(backend(cfg(&s)));
+    let reqs: Vec<ChatRequest> = (0..20).map(row).collect();
+    let progressed = std::sync::atomic::AtomicUsize::new(0);
+    let all = client
+        .complete_all(
+            reqs.clone(),
+            8,
+            |i, _t| if i == 5 { Err("row 5 rejected".into()) } else { Ok(()) },
+            |done, total| {
+                assert_eq!(total, 20);
+                progressed.fetch_max(done, std::sync::atomic::Ordering::Relaxed);
+            },
+        )
+        .await;
+    assert_eq!(all.stop, None);
+    assert_eq!(progressed.into_inner(), 20);
+    for (i, o) in all.outcomes.iter().enumerate() {
+        match (i, o) {
+            (3, Some(Outcome::Skipped { code, .. })) => assert_eq!(code, "llm.bad_request"),
+            (5, Some(Outcome::Failed { code, .. })) => assert_eq!(code, "llm.invalid_response"),
+            (_, Some(Outcome::Done(r, false))) => assert_eq!(r.text, expected_echo(&reqs[i])),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // A 401 mid-run: nothing new starts, what was done is kept, the rest is None.
+    let s = FakeServer::start().await;
+    s.fail_when("question 7", Fault::Unauthorized, None);
+    let client = LlmClient::new(backend(cfg(&s)));
+    let all = client.complete_all(reqs.clone(), 2, |_, _| Ok(()), |_, _| {}).await;
+    assert!(matches!(all.stop, Some(Stop::Fatal { ref code, .. }) if code == "llm.unauthorized"));
+    assert!(all.outcomes[..7].iter().all(|o| matches!(o, Some(Outcome::Done(..)))));
+    assert!(all.outcomes[9..].iter().all(Option::is_none), "{:?}", all.outcomes);
+    assert!(s.request_count() <= 9);
+}

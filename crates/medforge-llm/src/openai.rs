@@ -472,6 +472,9 @@ impl Backend for OpenAiBackend {
 /// Several endpoints serving one model, load-balanced round-robin. An endpoint that fails with a
 /// transient error leaves the rotation for its `cooldown_s`; the retry goes to the next one. When
 /// every endpoint is cooling down, the one that recovers first is used.
+///
+/// Its cache identity is `openai-compat-fleet:{model}`: any endpoint's answer counts for the fleet
+/// (they serve the same model), so adding or removing endpoints keeps the cache valid.
 #[derive(Debug)]
 pub struct Fleet {
     endpoints: Vec<Endpoint>,

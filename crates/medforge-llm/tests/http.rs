@@ -392,3 +392,39 @@ async fn complete_all_keeps_order_and_stops_cleanly() {
     assert!(all.outcomes[9..].iter().all(Option::is_none), "{:?}", all.outcomes);
     assert!(s.request_count() <= 9);
 }
+
+/// Lower bounds only (an upper bound on wall time would be flaky on a loaded machine); the ±5%
+/// rate check is `cargo run --example rpm_check` / `bench/llm_bench.sh`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpm_and_tpm_limits_space_requests() {
+    let s = FakeServer::start().await;
+    let mut rpm = cfg(&s);
+    rpm.rpm = Some(120); // one request every 0.5 s, no burst
+    let mut tpm = cfg(&s);
+    tpm.tpm = Some(6000); // 100 tokens/s, burst 600 tokens
+    let rpm_client = LlmClient::new(backend(rpm));
+    let tpm_client = LlmClient::new(backend(tpm));
+    // Each request is estimated at 21 prompt tokens + 39 max_tokens = 60 tokens.
+    let small = |i| {
+        let mut r = row(i);
+        r.params.max_tokens = Some(39);
+        r
+    };
+    assert_eq!(medforge_llm::estimate_request(&small(0)).prompt_tokens + 39, 60);
+    let t = Instant::now();
+    let (a, b) = tokio::join!(
+        async {
+            let all = rpm_client.complete_all((0..4).map(row).collect(), 8, |_, _| Ok(()), |_, _| {}).await;
+            (all, t.elapsed())
+        },
+        async {
+            // 10 fit the burst; requests 11, 12 and 13 wait 0.6 s each.
+            let all = tpm_client.complete_all((100..113).map(small).collect(), 16, |_, _| Ok(()), |_, _| {}).await;
+            (all, t.elapsed())
+        }
+    );
+    assert!(a.0.outcomes.iter().all(|o| matches!(o, Some(Outcome::Done(..)))));
+    assert!(b.0.outcomes.iter().all(|o| matches!(o, Some(Outcome::Done(..)))));
+    assert!(a.1 >= Duration::from_millis(1400), "4 requests at 120 rpm took {:?}", a.1);
+    assert!(b.1 >= Duration::from_millis(1500), "13 x 60 tokens at 6000 tpm took {:?}", b.1);
+}

@@ -86,13 +86,15 @@ pub fn is_canonical(schema: &Schema) -> bool {
 /// Encode records into one batch.
 pub fn records_to_batch(records: &[Record]) -> Result<RecordBatch, ArrowError> {
     let n = records.len();
+    // Builders are sized up front (one cheap pass over the lengths) so long text columns are not
+    // regrown and copied several times per batch.
     let text = |f: &dyn Fn(&Record) -> &str| -> ArrayRef {
-        let mut b = StringBuilder::with_capacity(n, 0);
+        let mut b = StringBuilder::with_capacity(n, records.iter().map(|r| f(r).len()).sum());
         records.iter().for_each(|r| b.append_value(f(r)));
         Arc::new(b.finish())
     };
     let opt = |f: &dyn Fn(&Record) -> Option<&str>| -> ArrayRef {
-        let mut b = StringBuilder::with_capacity(n, 0);
+        let mut b = StringBuilder::with_capacity(n, records.iter().map(|r| f(r).map_or(0, str::len)).sum());
         records.iter().for_each(|r| b.append_option(f(r)));
         Arc::new(b.finish())
     };
@@ -142,9 +144,13 @@ pub fn records_to_batch(records: &[Record]) -> Result<RecordBatch, ArrowError> {
     }
 
     let metadata: ArrayRef = {
-        let mut b = StringBuilder::with_capacity(n, n * 2);
+        // One reused buffer instead of a fresh String per row.
+        let mut b = StringBuilder::with_capacity(n, n * 64);
+        let mut buf = Vec::with_capacity(1024);
         for r in records {
-            b.append_value(serde_json::to_string(&r.metadata).expect("metadata serializes"));
+            buf.clear();
+            serde_json::to_writer(&mut buf, &r.metadata).expect("metadata serializes");
+            b.append_value(std::str::from_utf8(&buf).expect("serde_json writes UTF-8"));
         }
         Arc::new(b.finish())
     };

@@ -108,26 +108,37 @@ pub fn ingest(
     };
     let limit = input.limit.unwrap_or(u64::MAX);
     let mut rows = rows.take(limit.try_into().unwrap_or(usize::MAX));
-    loop {
-        let chunk: Vec<_> = rows.by_ref().take(CHUNK).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        stats.rows_read += chunk.len() as u64;
-        let mapped: Vec<std::result::Result<Record, RowError>> =
-            chunk.into_par_iter().map(|row| row.and_then(|r| mapper.map(r))).collect();
-        let mut good = Vec::with_capacity(mapped.len());
-        for m in mapped {
-            match m {
-                Ok(r) => good.push(r),
-                Err(e) => handle(e, &mut stats)?,
+    let mut mapped = read_and_map(&mut rows, &mapper);
+    while !mapped.is_empty() {
+        stats.rows_read += mapped.len() as u64;
+        // Pipeline: while this thread handles rejects and runs the sink (for Parquet, the serial
+        // encode), the next chunk is read and mapped beside it. Sinking used to leave the mapping
+        // threads idle for about a third of a convert. Order, rejects and progress are unchanged.
+        mapped = std::thread::scope(|s| -> Result<_> {
+            let next = s.spawn(|| read_and_map(&mut rows, &mapper));
+            let mut good = Vec::with_capacity(mapped.len());
+            for m in std::mem::take(&mut mapped) {
+                match m {
+                    Ok(r) => good.push(r),
+                    Err(e) => handle(e, &mut stats)?,
+                }
             }
-        }
-        stats.rows_ok += good.len() as u64;
-        sink(good)?;
-        progress(stats.rows_read);
+            stats.rows_ok += good.len() as u64;
+            sink(good)?;
+            progress(stats.rows_read);
+            Ok(next.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })?;
     }
     Ok(stats)
+}
+
+/// Read up to [`CHUNK`] rows and map them in parallel, keeping their order.
+fn read_and_map(
+    rows: &mut impl Iterator<Item = std::result::Result<read::RawRow, RowError>>,
+    mapper: &Mapper,
+) -> Vec<std::result::Result<Record, RowError>> {
+    let chunk: Vec<_> = rows.by_ref().take(CHUNK).collect();
+    chunk.into_par_iter().map(|row| row.and_then(|r| mapper.map(r))).collect()
 }
 
 /// Convenience: ingest everything into memory (tests, small inputs, inspection).

@@ -8,6 +8,7 @@
 //!
 //! or a table `{ from = "...", pattern = "regex with one group", map = { old = "new" }, default = "...", join = "\n" }`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -301,7 +302,7 @@ impl Mapper {
                 serde_json::from_value::<Record>(Value::Object(fields))
                     .map_err(|e| RowError::new(loc.clone(), code::WRONG_TYPE, format!("not a medforge record: {e}")))?
             }
-            RowContent::Fields(fields) => self.map_fields(&loc, &fields)?,
+            RowContent::Fields(fields) => self.map_fields(&loc, fields)?,
             RowContent::Record(record) => *record,
         };
         let r = validate_record(r, &loc)?;
@@ -317,7 +318,24 @@ impl Mapper {
         Ok(r)
     }
 
-    fn map_fields(&self, loc: &Location, fields: &Map<String, Value>) -> Result<Record, RowError> {
+    fn map_fields(&self, loc: &Location, mut fields: Map<String, Value>) -> Result<Record, RowError> {
+        let (mut r, moved) = self.map_borrowed(loc, &fields)?;
+        // Metadata copied straight from a source field was left as a null placeholder: move the value
+        // out of the row now that nothing else reads it, instead of deep-cloning it (MedQA's phrase
+        // lists made those clones a large share of all allocations). A slot that is no longer null
+        // was overwritten by a `meta` entry, which wins as before.
+        for name in moved {
+            if let (Some(slot), Some(v)) = (r.metadata.get_mut(&name), fields.get_mut(&name)) {
+                if slot.is_null() {
+                    *slot = v.take();
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Map a row's fields; metadata taken verbatim from a field is returned by name, to be moved in.
+    fn map_borrowed(&self, loc: &Location, fields: &Map<String, Value>) -> Result<(Record, Vec<String>), RowError> {
         let cx = Ctx { loc, fields, max: self.max_field_bytes, patterns: &self.patterns };
         let m = &self.mapping;
         let get = |name: &str, s: &Option<FieldSource>| -> Result<Option<String>, RowError> {
@@ -372,8 +390,8 @@ impl Mapper {
 
         if let Some(src) = &m.answer_letter {
             if let Some(raw) = cx.resolve("answer_letter", src)? {
-                let aloc = loc.clone().with_field(src.from.clone());
-                let (letter, text) = parse_answer(&raw, m.answer_format.unwrap_or_default(), &r.options, &aloc)?;
+                let (letter, text) =
+                    parse_answer(&raw, m.answer_format.unwrap_or_default(), &r.options, loc, &src.from)?;
                 r.answer_letter = Some(letter);
                 if r.answer.is_none() {
                     r.answer = text;
@@ -391,6 +409,7 @@ impl Mapper {
             }
         }
 
+        let mut moved: Vec<String> = Vec::new();
         if let Some(list) = &m.metadata {
             for name in list {
                 if name == "*" {
@@ -403,7 +422,15 @@ impl Mapper {
                 } else if let Some(v) = cx.lookup(name) {
                     if !v.is_null() {
                         cx.check_size(name, &v)?;
-                        r.metadata.insert(name.clone(), v);
+                        if fields.contains_key(name.as_str()) {
+                            // The field itself: keep its place, move the value in later (map_fields).
+                            if !moved.contains(name) {
+                                moved.push(name.clone());
+                            }
+                            r.metadata.insert(name.clone(), Value::Null);
+                        } else {
+                            r.metadata.insert(name.clone(), v.into_owned());
+                        }
                     }
                 }
             }
@@ -424,7 +451,7 @@ impl Mapper {
                 }
             }
         }
-        Ok(r)
+        Ok((r, moved))
     }
 }
 
@@ -532,14 +559,20 @@ fn letter_prefix(s: &str) -> Option<(String, String)> {
     Some((c.to_string(), rest.trim().to_string()))
 }
 
+/// `field` names the answer's source field in errors (the location is only built on failure).
 fn parse_answer(
     raw: &str,
     format: AnswerFormat,
     options: &[McqOption],
     loc: &Location,
+    field: &str,
 ) -> Result<(String, Option<String>), RowError> {
     let bad = |what: &str| {
-        RowError::new(loc.clone(), code::BAD_ANSWER, format!("answer `{}` is not {what}", truncate(raw, 60)))
+        RowError::new(
+            loc.clone().with_field(field),
+            code::BAD_ANSWER,
+            format!("answer `{}` is not {what}", truncate(raw, 60)),
+        )
     };
     let by_index = |s: &str, base: usize| -> Option<String> {
         let n: usize = s.trim().parse().ok()?;
@@ -577,6 +610,37 @@ fn parse_answer(
     })
 }
 
+/// Length of `v` as compact JSON, counted without building the string (this runs on every row).
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => 0,
+    }
+}
+
+/// An upper bound on [`json_len`]: a string byte escapes to at most 6 bytes (`\u00XX`), a number
+/// prints in at most 40.
+fn json_len_bound(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 40,
+        Value::String(s) => 6 * s.len() + 2,
+        Value::Array(a) => 2 + a.len() + a.iter().map(json_len_bound).sum::<usize>(),
+        Value::Object(m) => 2 + m.iter().map(|(k, v)| 6 * k.len() + 4 + json_len_bound(v)).sum::<usize>(),
+    }
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -592,14 +656,15 @@ struct Ctx<'a> {
     patterns: &'a BTreeMap<String, regex::Regex>,
 }
 
-impl Ctx<'_> {
-    /// A source field by exact name, then by dotted path.
-    fn lookup(&self, path: &str) -> Option<Value> {
+impl<'a> Ctx<'a> {
+    /// A source field by exact name, then by dotted path. Borrowed, not cloned: most callers only read
+    /// the value, and cloning every looked-up field (option maps, phrase lists) was a hot spot.
+    fn lookup(&self, path: &str) -> Option<Cow<'a, Value>> {
         if let Some(v) = self.fields.get(path) {
-            return Some(v.clone());
+            return Some(Cow::Borrowed(v));
         }
         if let Some(special) = self.special(path) {
-            return Some(Value::String(special));
+            return Some(Cow::Owned(Value::String(special)));
         }
         let mut parts = path.split('.');
         let mut cur = self.fields.get(parts.next()?)?;
@@ -610,7 +675,7 @@ impl Ctx<'_> {
                 _ => return None,
             };
         }
-        Some(cur.clone())
+        Some(Cow::Borrowed(cur))
     }
 
     fn special(&self, name: &str) -> Option<String> {
@@ -709,7 +774,9 @@ impl Ctx<'_> {
     fn check_size(&self, field: &str, v: &Value) -> Result<(), RowError> {
         let n = match v {
             Value::String(s) => s.len(),
-            Value::Array(_) | Value::Object(_) => serde_json::to_string(v).map(|s| s.len()).unwrap_or(0),
+            // The exact length needs a serialisation pass; skip it when a cheap bound is under the limit.
+            Value::Array(_) | Value::Object(_) if json_len_bound(v) <= self.max => return Ok(()),
+            Value::Array(_) | Value::Object(_) => json_len(v),
             _ => 0,
         };
         if n > self.max {
@@ -724,10 +791,10 @@ impl Ctx<'_> {
 
     fn list(&self, target: &str, s: Option<&FieldSource>) -> Result<Vec<String>, RowError> {
         let Some(s) = s else { return Ok(Vec::new()) };
-        match self.lookup(&s.from) {
+        match self.lookup(&s.from).as_deref() {
             Some(Value::Array(items)) => {
                 let mut out = Vec::new();
-                for it in &items {
+                for it in items {
                     if let Some(t) = self.text_of(&s.from, it, ",")? {
                         out.push(t);
                     }
@@ -775,15 +842,15 @@ impl Ctx<'_> {
         let field = src.from.as_str();
         let Some(v) = self.lookup(field) else { return Ok(out) };
         self.check_size(field, &v)?;
-        match v {
+        match &*v {
             Value::Null => {}
             Value::Object(map) => {
                 for (k, v) in map {
-                    let l = loose_letter(&k)
+                    let l = loose_letter(k)
                         .filter(|_| k.trim().len() == 1)
                         .ok_or_else(|| self.bad_option(field, format!("option key `{k}` is not a letter A-Z")))?;
                     let t = self
-                        .text_of(field, &v, " ")?
+                        .text_of(field, v, " ")?
                         .ok_or_else(|| self.bad_option(field, format!("option `{k}` has no text")))?;
                     out.push(McqOption { letter: l, text: t });
                 }

@@ -116,3 +116,20 @@ fn jsonl_keys_follow_the_canonical_column_order() {
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, Record::FIELDS);
 }
+
+#[cfg(unix)]
+#[test]
+fn outputs_are_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for (name, fmt) in [("p.jsonl", OutputFormat::Jsonl), ("p.parquet", OutputFormat::Parquet)] {
+        let path = dir.path().join(name);
+        write::write_all(&path, fmt, &sample()).unwrap();
+        assert_eq!(mode(&path), 0o644, "{name}");
+    }
+    let hf = dir.path().join("p_hf");
+    write::write_all(&hf, OutputFormat::Hf, &sample()).unwrap();
+    assert_eq!(mode(&hf), 0o755);
+    assert_eq!(mode(&hf.join("state.json")), 0o644);
+}

@@ -86,6 +86,10 @@ impl RecordWriter for HfWriter {
         }
 
         // Swap into place: move any old folder aside first, so the target is never half-written.
+        for f in [SHARD, "dataset_info.json", "state.json"] {
+            super::publish_mode(&tmp.path().join(f), false).map_err(|e| Error::io(&path, e))?;
+        }
+        super::publish_mode(tmp.path(), true).map_err(|e| Error::io(&path, e))?;
         let staged = tmp.keep();
         if path.exists() {
             let old = parent_of(&path).join(format!(

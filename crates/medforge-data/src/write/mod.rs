@@ -106,7 +106,21 @@ pub(crate) fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
 
 pub(crate) fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    publish_mode(tmp.path(), false).map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Temp files and folders are created private (0600/0700); outputs get the usual 0644/0755 before
+/// they are renamed into place, so other users and tools can read them.
+pub fn publish_mode(path: &Path, dir: bool) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(if dir { 0o755 } else { 0o644 }))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, dir);
     Ok(())
 }
 

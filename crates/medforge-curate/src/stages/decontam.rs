@@ -2,14 +2,19 @@
 //! shared n-grams (13 words; 50 characters for Korean). `decontamination_report.json` names, for each
 //! dropped row, the benchmark item and the overlapping span.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use medforge_data::config::{InputConfig, OnError};
 use medforge_data::ingest::{read_all, RejectLog};
 use medforge_data::Record;
 use medforge_text::ngram::{Contamination, Method, NgramIndex, NgramParams};
+use medforge_text::normalize::nfkc;
+use medforge_text::shingle::{is_hangul, is_korean};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::dedup::joined_cow;
 use super::fields::{check_fields, joined};
 use crate::config::rebase_path;
 use crate::stage::{Decision, Stage, StageContext, StageError, StageOutput, StageResult};
@@ -158,9 +163,83 @@ fn reason(c: &Contamination) -> String {
 
 pub struct Decontam {
     cfg: DecontamConfig,
-    index: Option<NgramIndex>,
+    index: Option<Indexes>,
     items: usize,
     benchmarks: Vec<(String, usize)>,
+}
+
+/// The benchmark index, and for queries without Hangul a copy without the Korean items.
+///
+/// The index checks every query in every mode it holds, so with Korean items in it each English
+/// query also has its character 50-grams hashed and looked up — for long English rows several
+/// times the work of its word 13-grams. A query without Hangul can only share Hangul-free
+/// character n-grams with a Korean item, and cannot exactly match one (a Korean item's key holds
+/// Hangul). When no Korean item has enough Hangul-free n-grams to reach `min_overlaps` and
+/// `min_coverage` ([`korean_item_reachable_without_hangul`]), such queries get the same answer
+/// from an index of the other items only, added in the same order (ties and first-added exact
+/// keys resolve the same way), and skip the character pass.
+struct Indexes {
+    full: NgramIndex,
+    /// `None` when some Korean item could be matched by Hangul-free text.
+    without_korean: Option<NgramIndex>,
+}
+
+impl Indexes {
+    fn new(params: &NgramParams) -> Self {
+        Indexes { full: NgramIndex::new(params.clone()), without_korean: Some(NgramIndex::new(params.clone())) }
+    }
+
+    fn add(&mut self, id: &str, text: &str) {
+        self.full.add(id, text);
+        let normalized = nfkc(text);
+        if !is_korean(&normalized) {
+            if let Some(w) = &mut self.without_korean {
+                w.add(id, text);
+            }
+        } else if korean_item_reachable_without_hangul(&normalized, self.full.params()) {
+            self.without_korean = None;
+        }
+    }
+
+    fn find(&self, text: &str) -> Option<Contamination> {
+        match &self.without_korean {
+            Some(w) if !has_hangul(text) => w.find(text),
+            _ => self.full.find(text),
+        }
+    }
+}
+
+/// Whether the letters and digits of `text` (after NFKC) include Hangul: exactly when its match key
+/// and its character n-gram view do.
+fn has_hangul(text: &str) -> bool {
+    !text.is_ascii() && nfkc(text).chars().any(|c| is_hangul(c) && c.is_alphanumeric())
+}
+
+/// Whether a Korean item (its NFKC text) could pass `params` on Hangul-free character n-grams alone:
+/// its character view as the index cuts it (letters and digits, lowercased) has at least
+/// `min_overlaps` distinct Hangul-free `char_n`-grams, making up at least `min_coverage` of its
+/// distinct n-grams.
+fn korean_item_reachable_without_hangul(normalized: &str, params: &NgramParams) -> bool {
+    let view: Vec<char> = normalized.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
+    let n = params.char_n;
+    if n == 0 || view.len() < n {
+        return false;
+    }
+    let mut hangul_before = Vec::with_capacity(view.len() + 1);
+    hangul_before.push(0usize);
+    for c in &view {
+        hangul_before.push(hangul_before.last().unwrap() + usize::from(is_hangul(*c)));
+    }
+    let mut all = std::collections::HashSet::new();
+    let mut free = std::collections::HashSet::new();
+    for i in 0..=view.len() - n {
+        let gram = &view[i..i + n];
+        all.insert(gram);
+        if hangul_before[i + n] == hangul_before[i] {
+            free.insert(gram);
+        }
+    }
+    free.len() >= params.min_overlaps.max(1) && free.len() as f64 / all.len() as f64 >= params.min_coverage
 }
 
 impl Decontam {
@@ -172,7 +251,7 @@ impl Decontam {
 
     /// Index benchmark items (id, text).
     pub fn with_items(cfg: DecontamConfig, items: &[(String, String)]) -> Self {
-        let mut index = NgramIndex::new(cfg.ngram.clone());
+        let mut index = Indexes::new(&cfg.ngram);
         for (id, text) in items {
             index.add(id, text);
         }
@@ -189,7 +268,7 @@ impl Decontam {
         if self.index.is_some() {
             return Ok(());
         }
-        let mut index = NgramIndex::new(self.cfg.ngram.clone());
+        let mut index = Indexes::new(&self.cfg.ngram);
         for b in self.cfg.resolved_benchmarks()? {
             let items = load_benchmark(&b, &self.cfg.fields)?;
             self.benchmarks.push((b.name.clone(), items.len()));
@@ -205,9 +284,9 @@ impl Decontam {
     /// Check rows against the index: a decision per row and the report entries.
     pub fn check(&self, rows: &[Record]) -> (Vec<Decision>, Vec<serde_json::Value>) {
         let index = self.index.as_ref().expect("index built");
-        let texts: Vec<String> = rows.iter().map(|r| joined(r, &self.cfg.fields)).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let found = index.find_batch(&refs);
+        let texts: Vec<Cow<str>> = rows.iter().map(|r| joined_cow(r, &self.cfg.fields)).collect();
+        let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
+        let found: Vec<Option<Contamination>> = refs.par_iter().map(|t| index.find(t)).collect();
         let mut report = Vec::new();
         let decisions = found
             .iter()
@@ -307,4 +386,131 @@ pub fn decontaminate_files(
     });
     medforge_data::write::write_atomic(&report_path, &serde_json::to_vec_pretty(&report).expect("json"))?;
     Ok(DecontamOutcome { rows: rows.len(), dropped: matches.len(), benchmark_items: stage.items, report: report_path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EN: &str = "A 45-year-old man comes to the physician because of a 2-week history of progressive \
+        shortness of breath and a nonproductive cough. He has worked at a shipyard for 20 years removing old \
+        insulation. Examination shows bibasilar end-inspiratory crackles and clubbing of the fingers. Which of \
+        the following is the most likely diagnosis?";
+    const KO: &str =
+        "65세 남자가 3일 전부터 발생한 발열과 기침, 누런 가래를 주소로 응급실에 내원하였다. 환자는 10년 전부터 \
+        고혈압과 당뇨병으로 약을 복용 중이며, 40갑년의 흡연력이 있다. 흉부 X선 사진에서 우하엽의 경화 소견이 \
+        관찰되었다. 이 환자에게 가장 적절한 치료는?";
+    /// Korean by its Hangul share, but most of its character n-grams are digits and Latin letters.
+    const KO_MOSTLY_DIGITS: &str = "검사 결과 해석: 1234567890 2345678901 3456789012 4567890123 5678901234 \
+        6789012345 7890123456 8901234567 9012345678 0123456789 abcdefghij 환자";
+
+    fn queries() -> Vec<String> {
+        vec![
+            EN.to_string(),
+            EN.replace("shipyard", "dockyard"),
+            format!("Question: {EN} Answer briefly."),
+            EN.to_uppercase(),
+            KO.to_string(),
+            KO.replace("응급실에 내원하였다", "응급실에내원하였다"),
+            format!("{KO} 정답을 쓰시오."),
+            KO.replace(' ', ""),
+            KO_MOSTLY_DIGITS.to_string(),
+            "1234567890 2345678901 3456789012 4567890123 5678901234 6789012345 7890123456 8901234567 9012345678 \
+             0123456789 abcdefghij"
+                .to_string(),
+            format!("{EN} 환자"),
+            "\u{3200} parenthesised Hangul and \u{FFA1} halfwidth jamo".to_string(),
+            "unrelated short text".to_string(),
+            String::new(),
+        ]
+    }
+
+    fn same_answers(items: &[(&str, &str)], expect_split: bool) {
+        let params = NgramParams::default();
+        let mut idx = Indexes::new(&params);
+        let mut full = NgramIndex::new(params.clone());
+        for (id, text) in items {
+            idx.add(id, text);
+            full.add(id, text);
+        }
+        assert_eq!(idx.without_korean.is_some(), expect_split);
+        for q in queries() {
+            assert_eq!(idx.find(&q), full.find(&q), "{q}");
+        }
+    }
+
+    #[test]
+    fn hangul_free_queries_skip_korean_items_with_the_same_answers() {
+        same_answers(&[("en", EN), ("ko", KO), ("en-copy", EN)], true);
+        assert!(Indexes::new(&NgramParams::default()).find(EN).is_none());
+        let mut idx = Indexes::new(&NgramParams::default());
+        idx.add("en", EN);
+        idx.add("ko", KO);
+        assert_eq!(idx.find(&EN.replace("shipyard", "dockyard")).unwrap().item_id, "en");
+        assert_eq!(idx.find(&KO.replace(' ', "")).unwrap().item_id, "ko");
+        assert!(has_hangul("\u{3200}") && has_hangul("\u{FFA1}") && !has_hangul("plain") && !has_hangul("° – é"));
+    }
+
+    #[test]
+    fn a_korean_item_reachable_without_hangul_keeps_one_index() {
+        assert!(korean_item_reachable_without_hangul(&nfkc(KO_MOSTLY_DIGITS), &NgramParams::default()));
+        assert!(!korean_item_reachable_without_hangul(&nfkc(KO), &NgramParams::default()));
+        same_answers(&[("en", EN), ("ko", KO), ("ko-digits", KO_MOSTLY_DIGITS)], false);
+        // The classic any-overlap rule reaches items with a single Hangul-free n-gram.
+        let loose = NgramParams { min_coverage: 0.0, ..NgramParams::default() };
+        let one_free = format!("{} 가나다", "abcdefghij".repeat(6));
+        assert!(korean_item_reachable_without_hangul(&nfkc(&one_free), &loose));
+    }
+
+    /// On the shared data, when it sits beside the repository: the routed index gives the index's
+    /// answers for MedQA dev, MedMCQA validation and KorMedMCQA train questions and edited copies.
+    #[test]
+    fn routed_index_matches_on_shared_data() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+        if !root.join("medqa").is_dir() {
+            eprintln!("skipped: no shared data at {}", root.display());
+            return;
+        }
+        let cfg = DecontamConfig { data_root: Some(root.clone()), ..Default::default() };
+        let mut idx = Indexes::new(&cfg.ngram);
+        let mut full = NgramIndex::new(cfg.ngram.clone());
+        for b in cfg.resolved_benchmarks().unwrap() {
+            for (id, text) in load_benchmark(&b, &cfg.fields).unwrap() {
+                idx.add(&id, &text);
+                full.add(&id, &text);
+            }
+        }
+        assert!(idx.without_korean.is_some(), "no KorMedMCQA test item is reachable without Hangul");
+        let mut queries = Vec::new();
+        for (path, preset) in [
+            ("medqa/US/4_options/dev.jsonl", "medqa"),
+            ("medqa/US/4_options/test.jsonl", "medqa"),
+            ("medmcqa/medagents_benchmark/medmcqa_test.jsonl", "medmcqa-medagents"),
+            ("kormedmcqa/doctor/train.csv", "kormedmcqa"),
+            ("kormedmcqa/doctor/test.csv", "kormedmcqa"),
+        ] {
+            let b = Benchmark {
+                name: "q".into(),
+                path: root.join(path),
+                preset: Some(preset.into()),
+                file_filter: None,
+                keys_from: None,
+            };
+            for (k, (_, q)) in load_benchmark(&b, &cfg.fields).unwrap().into_iter().take(400).enumerate() {
+                if k % 3 == 0 {
+                    queries.push(q.replacen(' ', "  ", 3).replacen(" the ", " a ", 1));
+                }
+                queries.push(q);
+            }
+        }
+        let hits = queries
+            .par_iter()
+            .map(|q| {
+                let got = idx.find(q);
+                assert_eq!(got, full.find(q), "{q}");
+                usize::from(got.is_some())
+            })
+            .sum::<usize>();
+        assert!(hits > 500, "{hits} hits");
+    }
 }

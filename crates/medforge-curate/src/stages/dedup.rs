@@ -2,7 +2,9 @@
 //! of each group is kept; the others are dropped with `dedup.exact:of=<id>` or `dedup.near:cluster=<k>`.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use medforge_data::{Record, RecordKind};
 use medforge_text::minhash::{near_duplicate_clusters, MinHashParams};
@@ -40,6 +42,10 @@ impl Default for DedupConfig {
 
 pub struct Dedup {
     cfg: DedupConfig,
+    /// `cfg.minhash` with its LSH `(bands, rows)` resolved once: the datasketch-style search for the
+    /// optimal shape integrates numerically over every shape and costs a good fraction of a second.
+    lsh: MinHashParams,
+    bands_rows: (usize, usize),
 }
 
 /// [`joined`] without copying when it is a single text field (the usual `question`): the text stages
@@ -55,8 +61,9 @@ impl Dedup {
     pub fn new(cfg: DedupConfig) -> Result<Self, StageError> {
         check_fields("dedup", cfg.exact_fields.as_deref().unwrap_or(&[]))?;
         check_fields("dedup", &cfg.near_fields)?;
-        cfg.minhash.bands_rows().map_err(|e| StageError::failed("dedup", format!("minhash: {e}")))?;
-        Ok(Dedup { cfg })
+        let bands_rows = cfg.minhash.bands_rows().map_err(|e| StageError::failed("dedup", format!("minhash: {e}")))?;
+        let lsh = MinHashParams { bands: Some(bands_rows.0), rows: Some(bands_rows.1), ..cfg.minhash.clone() };
+        Ok(Dedup { cfg, lsh, bands_rows })
     }
 
     fn exact_key(&self, r: &Record) -> String {
@@ -68,6 +75,69 @@ impl Dedup {
             None => &default_other,
         };
         match_key(&joined(r, fields))
+    }
+
+    /// For each row, the first earlier row with the same exact key, if any.
+    ///
+    /// Keys and their fingerprints are computed in parallel; the sequential pass then looks rows up
+    /// by fingerprint and compares keys only on a fingerprint match.
+    fn exact_duplicates(&self, rows: &[Record]) -> Vec<Option<usize>> {
+        use rayon::prelude::*;
+        use std::hash::{Hash, Hasher};
+        let keys: Vec<(u64, String)> = rows
+            .par_iter()
+            .map(|r| {
+                let key = self.exact_key(r);
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                key.hash(&mut h);
+                (h.finish(), key)
+            })
+            .collect();
+        first_with_key(&keys)
+    }
+}
+
+/// For each `(fingerprint, key)`, the index of the first earlier entry with the same key. Keys are
+/// compared only when fingerprints match: fingerprint -> first entry with it; entries with the same
+/// fingerprint but another key (a collision) go to `other`.
+fn first_with_key(keys: &[(u64, String)]) -> Vec<Option<usize>> {
+    let mut first: HashMap<u64, usize, BuildHasherDefault<Prehashed>> =
+        HashMap::with_capacity_and_hasher(keys.len(), Default::default());
+    let mut other: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut of = vec![None; keys.len()];
+    for (i, (print, key)) in keys.iter().enumerate() {
+        match first.entry(*print) {
+            Entry::Vacant(e) => {
+                e.insert(i);
+            }
+            Entry::Occupied(e) if keys[*e.get()].1 == *key => of[i] = Some(*e.get()),
+            Entry::Occupied(_) => {
+                let firsts = other.entry(*print).or_default();
+                match firsts.iter().find(|&&j| keys[j].1 == *key) {
+                    Some(&j) => of[i] = Some(j),
+                    None => firsts.push(i),
+                }
+            }
+        }
+    }
+    of
+}
+
+/// A hasher for keys that already are hashes (the fingerprints above): passes them through.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -82,17 +152,10 @@ impl Stage for Dedup {
         let mut decisions = vec![Decision::keep(); n];
         let mut exact_dropped = 0usize;
         if self.cfg.exact {
-            let keys: Vec<String> = rows.par_iter().map(|r| self.exact_key(r)).collect();
-            let mut first: HashMap<&str, usize> = HashMap::with_capacity(n);
-            for (i, k) in keys.iter().enumerate() {
-                match first.get(k.as_str()) {
-                    Some(&j) => {
-                        decisions[i] = Decision::drop(format!("dedup.exact:of={}", rows[j].id));
-                        exact_dropped += 1;
-                    }
-                    None => {
-                        first.insert(k, i);
-                    }
+            for (i, of) in self.exact_duplicates(rows).into_iter().enumerate() {
+                if let Some(j) = of {
+                    decisions[i] = Decision::drop(format!("dedup.exact:of={}", rows[j].id));
+                    exact_dropped += 1;
                 }
             }
         }
@@ -103,7 +166,7 @@ impl Stage for Dedup {
             let live: Vec<usize> = (0..n).filter(|&i| decisions[i].keep).collect();
             let texts: Vec<Cow<str>> = live.par_iter().map(|&i| joined_cow(&rows[i], &self.cfg.near_fields)).collect();
             let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
-            let clusters = near_duplicate_clusters(&refs, &self.cfg.minhash)
+            let clusters = near_duplicate_clusters(&refs, &self.lsh)
                 .map_err(|e| StageError::failed("dedup", format!("minhash: {e}")))?;
             for (k, members) in clusters.clusters.iter().enumerate() {
                 let ids: Vec<&str> = members.iter().map(|&m| rows[live[m]].id.as_str()).collect();
@@ -120,7 +183,7 @@ impl Stage for Dedup {
             "exact_dropped": exact_dropped,
             "near_dropped": near_dropped,
             "minhash": self.cfg.minhash,
-            "bands_rows": self.cfg.minhash.bands_rows().ok(),
+            "bands_rows": Some(self.bands_rows),
             "clusters": clusters_report,
         });
         Ok(StageOutput::new(decisions).with_report("dedup_report.json", report))
@@ -157,6 +220,40 @@ mod tests {
             mcq("c", "다음 중 옳은 것은?", &["x", "z"]),
         ];
         assert_eq!(ctx_run(&mut d, &mut rows), vec![None, Some("dedup.exact:of=a".into()), None]);
+    }
+
+    #[test]
+    fn exact_duplicates_point_at_the_first_row_with_the_key() {
+        let mut d = Dedup::new(DedupConfig { near: false, ..Default::default() }).unwrap();
+        let q = |id: &str, text: &str| Record::new(id, "t", RecordKind::OpenQa, text);
+        let mut rows = vec![
+            q("a", "What causes gout?"),
+            q("b", "what causes GOUT"),
+            q("c", "What treats gout?"),
+            q("d", "  What causes gout ?  "),
+            q("e", "What treats gout"),
+            q("f", ""),
+            q("g", "?!"),
+        ];
+        assert_eq!(
+            ctx_run(&mut d, &mut rows),
+            vec![
+                None,
+                Some("dedup.exact:of=a".into()),
+                None,
+                Some("dedup.exact:of=a".into()),
+                Some("dedup.exact:of=c".into()),
+                None,
+                Some("dedup.exact:of=f".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn fingerprint_collisions_compare_keys() {
+        let k = |p: u64, s: &str| (p, s.to_string());
+        let keys = [k(1, "a"), k(1, "b"), k(2, "c"), k(1, "b"), k(1, "a"), k(1, "d"), k(1, "d"), k(2, "c")];
+        assert_eq!(first_with_key(&keys), vec![None, None, None, Some(1), Some(0), None, Some(5), Some(2)]);
     }
 
     #[test]

@@ -7,8 +7,11 @@ use medforge_data::config::{
 };
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::stage::{Stage, StageError, StageResult};
 use crate::stages;
+use crate::stages::llm::{LlmEnv, LlmSection};
 
 /// One `[[stages]]` entry; `stage = "..."` picks the kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,11 +27,31 @@ pub enum StageConfig {
     Sample(stages::sample::SampleConfig),
     Split(stages::split::SplitConfig),
     Format(crate::format::FormatConfig),
+    Label(stages::label::LabelConfig),
+    Difficulty(stages::difficulty::DifficultyConfig),
+    Rewrite(stages::rewrite::RewriteConfig),
+    DpoPairs(stages::dpo_pairs::DpoPairsConfig),
+    Generate(stages::generate::GenerateConfig),
 }
 
 impl StageConfig {
-    pub const NAMES: &'static [&'static str] =
-        &["quality", "normalize", "dedup", "decontam", "tokens", "language", "labels", "sample", "split", "format"];
+    pub const NAMES: &'static [&'static str] = &[
+        "quality",
+        "normalize",
+        "dedup",
+        "decontam",
+        "tokens",
+        "language",
+        "labels",
+        "sample",
+        "split",
+        "format",
+        "label",
+        "difficulty",
+        "rewrite",
+        "dpo_pairs",
+        "generate",
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -42,7 +65,24 @@ impl StageConfig {
             StageConfig::Sample(_) => "sample",
             StageConfig::Split(_) => "split",
             StageConfig::Format(_) => "format",
+            StageConfig::Label(_) => "label",
+            StageConfig::Difficulty(_) => "difficulty",
+            StageConfig::Rewrite(_) => "rewrite",
+            StageConfig::DpoPairs(_) => "dpo_pairs",
+            StageConfig::Generate(_) => "generate",
         }
+    }
+
+    /// True for the stages that call an LLM (they need `[llm]`).
+    pub fn is_llm(&self) -> bool {
+        matches!(
+            self,
+            StageConfig::Label(_)
+                | StageConfig::Difficulty(_)
+                | StageConfig::Rewrite(_)
+                | StageConfig::DpoPairs(_)
+                | StageConfig::Generate(_)
+        )
     }
 
     /// Make relative paths inside the stage config relative to the config file's folder.
@@ -52,6 +92,7 @@ impl StageConfig {
             StageConfig::Tokens(c) => c.rebase(base),
             StageConfig::Language(c) => c.rebase(base),
             StageConfig::Labels(c) => c.rebase(base),
+            StageConfig::Label(c) => c.rebase(base),
             StageConfig::Format(c) => {
                 // A template given as a path (tokenizer_config.json) is relative to the config.
                 let t = std::path::Path::new(&c.template);
@@ -63,11 +104,20 @@ impl StageConfig {
             | StageConfig::Normalize(_)
             | StageConfig::Dedup(_)
             | StageConfig::Sample(_)
-            | StageConfig::Split(_) => {}
+            | StageConfig::Split(_)
+            | StageConfig::Difficulty(_)
+            | StageConfig::Rewrite(_)
+            | StageConfig::DpoPairs(_)
+            | StageConfig::Generate(_) => {}
         }
     }
 
     pub fn build(&self) -> StageResult<Box<dyn Stage>> {
+        self.build_with(None)
+    }
+
+    /// Build the stage; LLM stages take the run's [`LlmEnv`] (and fail, saying so, without one).
+    pub fn build_with(&self, llm: Option<&Arc<LlmEnv>>) -> StageResult<Box<dyn Stage>> {
         Ok(match self {
             StageConfig::Quality(c) => Box::new(stages::quality::Quality::new(c.clone())),
             StageConfig::Normalize(c) => Box::new(stages::normalize::Normalize::new(c.clone())?),
@@ -79,6 +129,11 @@ impl StageConfig {
             StageConfig::Sample(c) => Box::new(stages::sample::Sample::new(c.clone())?),
             StageConfig::Split(c) => Box::new(stages::split::Split::new(c.clone())),
             StageConfig::Format(c) => Box::new(stages::format::Format::new(c.clone())?),
+            StageConfig::Label(c) => Box::new(stages::label::Label::new(c.clone(), llm)?),
+            StageConfig::Difficulty(c) => Box::new(stages::difficulty::Difficulty::new(c.clone(), llm)?),
+            StageConfig::Rewrite(c) => Box::new(stages::rewrite::Rewrite::new(c.clone(), llm)?),
+            StageConfig::DpoPairs(c) => Box::new(stages::dpo_pairs::DpoPairs::new(c.clone(), llm)?),
+            StageConfig::Generate(c) => Box::new(stages::generate::Generate::new(c.clone(), llm)?),
         })
     }
 }
@@ -95,6 +150,9 @@ pub struct CurateConfig {
     pub output: OutputConfig,
     #[serde(default)]
     pub stages: Vec<StageConfig>,
+    /// LLM backends, cache and budget for the LLM stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmSection>,
 }
 
 impl CurateConfig {
@@ -114,11 +172,24 @@ impl CurateConfig {
         for s in &mut cfg.stages {
             s.rebase(base);
         }
+        if let Some(l) = &mut cfg.llm {
+            l.rebase(base);
+        }
         Ok(cfg)
     }
 
     /// The stages to run: all, or only the named one.
     pub fn build_stages(&self, only: Option<&str>) -> StageResult<Vec<Box<dyn Stage>>> {
+        self.build_stages_with(only, None)
+    }
+
+    /// True when a stage that would run (all, or `only`) calls an LLM.
+    pub fn uses_llm(&self, only: Option<&str>) -> bool {
+        self.stages.iter().any(|s| s.is_llm() && only.is_none_or(|o| o == s.name()))
+    }
+
+    /// [`CurateConfig::build_stages`] with the run's LLM environment for the LLM stages.
+    pub fn build_stages_with(&self, only: Option<&str>, llm: Option<&Arc<LlmEnv>>) -> StageResult<Vec<Box<dyn Stage>>> {
         let chosen: Vec<&StageConfig> = match only {
             None => self.stages.iter().collect(),
             Some(name) => {
@@ -133,7 +204,7 @@ impl CurateConfig {
                 found
             }
         };
-        chosen.into_iter().map(|s| s.build()).collect()
+        chosen.into_iter().map(|s| s.build_with(llm)).collect()
     }
 }
 

@@ -1,0 +1,261 @@
+//! `difficulty`: ask a base model each question and drop the ones it already gets right (reason
+//! `difficulty.solved_by_base`), keeping the hard ones for training.
+//!
+//! MCQ rows: the letter is read from the answer by [`crate::answer::extract_letter`]'s cascade and
+//! compared with `answer_letter`; an answer no rule can read counts as not solved (`unparsed`).
+//! Open rows with a reference `answer`: a judge (the same or another backend) compares the two and says
+//! correct/incorrect. Rows with neither are kept untouched. The base answer, the letter, the verdict
+//! and how it was read go into `metadata.difficulty`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use medforge_data::Record;
+use medforge_llm::GenParams;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::llm::{non_empty, require_env, Got, LlmEnv, Prompt, RowState, DEFAULT_BACKEND};
+use crate::answer::{extract_letter, parse_verdict};
+use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
+
+pub const DEFAULT_MCQ_PROMPT: &str = "Answer the following multiple-choice medical question. Think briefly if you need to, then finish with a final line of the form \"The answer is X\", where X is the letter of the single best option.
+
+{{ question }}
+
+{{ options_text }}";
+
+pub const DEFAULT_OPEN_PROMPT: &str = "Answer the following medical question accurately and concisely.
+
+{{ question }}";
+
+pub const DEFAULT_JUDGE_SYSTEM: &str = "You grade answers to medical questions against a reference answer. You reply with exactly one word: correct or incorrect.";
+
+pub const DEFAULT_JUDGE_PROMPT: &str = "Question:
+{{ question }}
+
+Reference answer:
+{{ answer }}
+
+Candidate answer:
+{{ base_answer }}
+
+Is the candidate answer medically equivalent to the reference answer on the key point? Reply with one word: correct or incorrect.";
+
+fn default_params() -> GenParams {
+    GenParams { max_tokens: Some(512), temperature: Some(0.0), ..Default::default() }
+}
+fn default_judge_params() -> GenParams {
+    GenParams { max_tokens: Some(8), temperature: Some(0.0), ..Default::default() }
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[[stages]] stage = "difficulty"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DifficultyConfig {
+    /// The base model being tested.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// The judge for open answers (default: the base backend).
+    #[serde(default)]
+    pub judge_backend: Option<String>,
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub mcq_prompt: Option<String>,
+    #[serde(default)]
+    pub open_prompt: Option<String>,
+    #[serde(default)]
+    pub judge_system: Option<String>,
+    #[serde(default)]
+    pub judge_prompt: Option<String>,
+    #[serde(default = "default_params")]
+    pub params: GenParams,
+    #[serde(default = "default_judge_params")]
+    pub judge_params: GenParams,
+    /// Drop rows the base model solves (the point of the stage); `false` only annotates them.
+    #[serde(default = "yes")]
+    pub drop_solved: bool,
+}
+
+pub struct Difficulty {
+    cfg: DifficultyConfig,
+    mcq: Prompt,
+    open: Prompt,
+    judge: Prompt,
+    env: Arc<LlmEnv>,
+    backend: String,
+    judge_backend: String,
+}
+
+impl Difficulty {
+    pub fn new(cfg: DifficultyConfig, env: Option<&Arc<LlmEnv>>) -> StageResult<Self> {
+        let env = require_env("difficulty", env)?.clone();
+        let system = cfg.system.as_deref();
+        let mcq = Prompt::new(
+            "difficulty",
+            "difficulty-mcq-v1",
+            &[("system", system), ("prompt", Some(cfg.mcq_prompt.as_deref().unwrap_or(DEFAULT_MCQ_PROMPT)))],
+        )?;
+        let open = Prompt::new(
+            "difficulty",
+            "difficulty-open-v1",
+            &[("system", system), ("prompt", Some(cfg.open_prompt.as_deref().unwrap_or(DEFAULT_OPEN_PROMPT)))],
+        )?;
+        let judge = Prompt::new(
+            "difficulty",
+            "difficulty-judge-v1",
+            &[
+                ("system", Some(cfg.judge_system.as_deref().unwrap_or(DEFAULT_JUDGE_SYSTEM))),
+                ("prompt", Some(cfg.judge_prompt.as_deref().unwrap_or(DEFAULT_JUDGE_PROMPT))),
+            ],
+        )?;
+        let backend = cfg.backend.clone().unwrap_or_else(|| DEFAULT_BACKEND.into());
+        let judge_backend = cfg.judge_backend.clone().unwrap_or_else(|| backend.clone());
+        env.check_backend("difficulty", &backend)?;
+        env.check_backend("difficulty", &judge_backend)?;
+        Ok(Difficulty { cfg, mcq, open, judge, env, backend, judge_backend })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Mcq,
+    Open,
+    Skip,
+}
+
+fn kind_of(r: &Record) -> Kind {
+    if !r.options.is_empty() && r.answer_letter.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+        Kind::Mcq
+    } else if r.answer.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+        Kind::Open
+    } else {
+        Kind::Skip
+    }
+}
+
+impl Stage for Difficulty {
+    fn name(&self) -> &str {
+        "difficulty"
+    }
+
+    fn run(&mut self, rows: &mut [Record], ctx: &StageContext) -> StageResult<StageOutput> {
+        const S: &str = "difficulty";
+        let span = self.env.span(S);
+        let kinds: Vec<Kind> = rows.iter().map(kind_of).collect();
+        let none = json!({});
+        let params = &self.cfg.params;
+
+        // Round 1: the base model answers. MCQ and open rows use different templates (so different
+        // template versions), hence two calls to `round`, merged back by position.
+        let mut base: Vec<Got> = vec![Got::Pending; rows.len()];
+        for (k, prompt) in [(Kind::Mcq, &self.mcq), (Kind::Open, &self.open)] {
+            let client = self.env.client(S, &self.backend, &prompt.version)?;
+            let reqs = rows
+                .iter()
+                .zip(&kinds)
+                .map(|(r, kk)| if *kk == k { prompt.request(S, r, &none, params).map(Some) } else { Ok(None) })
+                .collect::<StageResult<Vec<_>>>()?;
+            for (i, g) in self.env.round(S, &self.backend, &client, rows, reqs, non_empty, ctx).into_iter().enumerate()
+            {
+                if kinds[i] == k {
+                    base[i] = g;
+                }
+            }
+        }
+
+        // Round 2: the judge, for open rows with a base answer.
+        let judge_client = self.env.client(S, &self.judge_backend, &self.judge.version)?;
+        let mut jreqs = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            jreqs.push(match (&base[i], kinds[i]) {
+                (Got::Text(t), Kind::Open) => {
+                    Some(self.judge.request(S, r, &json!({"base_answer": t}), &self.cfg.judge_params)?)
+                }
+                _ => None,
+            });
+        }
+        let later = (0..rows.len()).filter(|&i| kinds[i] == Kind::Open && base[i] == Got::Pending).count();
+        self.env.note_later_calls(S, later as u64);
+        let judged = self.env.round(
+            S,
+            &self.judge_backend,
+            &judge_client,
+            rows,
+            jreqs,
+            |_, t| {
+                parse_verdict(t).map(|_| ()).ok_or_else(|| {
+                    format!("no correct/incorrect verdict in `{}`", t.chars().take(80).collect::<String>())
+                })
+            },
+            ctx,
+        );
+
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut methods: BTreeMap<String, usize> = BTreeMap::new();
+        let mut decisions = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter_mut().enumerate() {
+            let state = match (kinds[i], &base[i], &judged[i]) {
+                (Kind::Skip, ..) => {
+                    *counts.entry("no_reference").or_default() += 1;
+                    RowState::Done(Decision::keep())
+                }
+                (_, Got::Failed { code, reason }, _) | (Kind::Open, _, Got::Failed { code, reason }) => {
+                    RowState::Failed { code: code.clone(), reason: reason.clone() }
+                }
+                (_, Got::Pending, _) | (Kind::Open, _, Got::Pending) => RowState::Pending,
+                (Kind::Mcq, Got::Text(t), _) => {
+                    let got = extract_letter(t, &r.options);
+                    let want = r.answer_letter.as_deref().unwrap_or("").trim();
+                    let verdict = match &got {
+                        Some((l, _)) if l.eq_ignore_ascii_case(want) => "correct",
+                        Some(_) => "incorrect",
+                        None => "unparsed",
+                    };
+                    *methods
+                        .entry(got.as_ref().map_or("none".into(), |(_, m)| format!("{m:?}").to_lowercase()))
+                        .or_default() += 1;
+                    r.metadata.insert(
+                        "difficulty".into(),
+                        json!({"base_answer": t, "base_letter": got.as_ref().map(|g| &g.0),
+                               "method": got.as_ref().map(|g| g.1), "verdict": verdict}),
+                    );
+                    RowState::Done(self.verdict(verdict, &mut counts))
+                }
+                (Kind::Open, Got::Text(t), Got::Text(j)) => {
+                    let verdict = if parse_verdict(j) == Some(true) { "correct" } else { "incorrect" };
+                    r.metadata.insert("difficulty".into(), json!({"base_answer": t, "judge": j, "verdict": verdict}));
+                    RowState::Done(self.verdict(verdict, &mut counts))
+                }
+            };
+            decisions.push(self.env.decide(S, r, state, ctx)?);
+        }
+        span.finish();
+        let answered = counts.get("correct").unwrap_or(&0)
+            + counts.get("incorrect").unwrap_or(&0)
+            + counts.get("unparsed").unwrap_or(&0);
+        let report = json!({
+            "rows": rows.len(),
+            "verdicts": counts,
+            "solve_rate": if answered == 0 { 0.0 } else { *counts.get("correct").unwrap_or(&0) as f64 / answered as f64 },
+            "letter_methods": methods,
+            "drop_solved": self.cfg.drop_solved,
+            "template_versions": {"mcq": self.mcq.version, "open": self.open.version, "judge": self.judge.version},
+        });
+        Ok(StageOutput::new(decisions).with_report("difficulty_report.json", report))
+    }
+}
+
+impl Difficulty {
+    fn verdict(&self, verdict: &'static str, counts: &mut BTreeMap<&'static str, usize>) -> Decision {
+        *counts.entry(verdict).or_default() += 1;
+        let solved = verdict == "correct";
+        let d =
+            if solved && self.cfg.drop_solved { Decision::drop("difficulty.solved_by_base") } else { Decision::keep() };
+        d.with_score("difficulty.solved", f64::from(u8::from(solved)))
+    }
+}

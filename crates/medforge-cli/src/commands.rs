@@ -1,13 +1,18 @@
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Result};
-use medforge_curate::{runner, CurateConfig};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use medforge_curate::runner::{self, RunOptions};
+use medforge_curate::stages::llm::{LlmMode, LlmOptions};
+use medforge_curate::CurateConfig;
 use medforge_data::config::{closest, OnError};
 use medforge_data::inspect::Inspection;
 use medforge_data::pipeline::{self, ConvertRequest};
 use medforge_data::preset;
 use medforge_data::read::Format;
 use medforge_data::write::OutputFormat;
+use medforge_llm::{CacheMode, Spend, SpendSnapshot};
 
 use crate::progress;
 
@@ -184,10 +189,52 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn curate(config_path: &Path, only: Option<&str>) -> Result<()> {
-    let cfg = CurateConfig::load(config_path)?;
+/// The LLM flags of `run`, `curate` and `retry-failed`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LlmArgs {
+    pub dry_run: bool,
+    pub no_cache: bool,
+    pub refresh: bool,
+}
+
+impl LlmArgs {
+    fn options(self, spend: Arc<Spend>) -> LlmOptions {
+        LlmOptions {
+            mode: if self.dry_run { LlmMode::DryRun } else { LlmMode::Live },
+            cache_mode: if self.no_cache {
+                Some(CacheMode::Off)
+            } else if self.refresh {
+                Some(CacheMode::Refresh)
+            } else {
+                None
+            },
+            spend: Some(spend),
+        }
+    }
+}
+
+fn spend_line(s: &SpendSnapshot) -> String {
+    format!(
+        "${:.4} | {} calls, {} cached, {} retries, {} failed | {} in / {} out tokens",
+        s.usd,
+        s.calls,
+        s.cache_hits,
+        s.retries,
+        s.failed + s.skipped,
+        s.prompt_tokens,
+        s.completion_tokens
+    )
+}
+
+/// Run a config with progress bars (with live LLM spend) and print the summary.
+fn run_config(cfg: &CurateConfig, config_path: &Path, only: Option<&str>, opts: RunOptions) -> Result<()> {
+    let spend = opts.llm.spend.clone().unwrap_or_default();
+    let uses_llm = cfg.uses_llm(only);
     let bars = progress::Bars::new();
-    let out = runner::run(&cfg, config_path, only, &|label, done, _total| bars.set(label, done));
+    let out = runner::run_with(cfg, config_path, only, &opts, &|label, done, total| {
+        let msg = uses_llm.then(|| spend_line(&spend.snapshot()));
+        bars.update(label, done, total, msg)
+    });
     bars.finish();
     let out = out?;
     for step in &out.manifest.steps {
@@ -196,8 +243,205 @@ pub fn curate(config_path: &Path, only: Option<&str>) -> Result<()> {
         let why = if why.is_empty() { String::new() } else { format!(" ({})", why.join(", ")) };
         eprintln!("{:<28} {:>8} in {:>8} out {:>7} dropped{why}", step.name, step.rows_in, step.rows_out, dropped);
     }
+    let Some(llm) = &out.llm else {
+        eprintln!(
+            "{} rows kept, {} dropped; manifest: {}",
+            out.kept,
+            out.dropped,
+            out.dir.join("manifest.json").display()
+        );
+        println!("{}", out.dir.display());
+        return Ok(());
+    };
+    if llm.mode() == LlmMode::DryRun {
+        let mut o = String::new();
+        outln!(o, "dry run: no LLM call was made. Estimate (tokens at ~4 characters each; max_tokens for answers):");
+        outln!(
+            o,
+            "{:<12} {:>8} {:>9} {:>14} {:>14} {:>10}",
+            "STAGE",
+            "CACHED",
+            "REQUESTS",
+            "PROMPT_TOK",
+            "COMPLETION_TOK",
+            "USD"
+        );
+        let (mut req, mut pt, mut ct, mut usd, mut later) = (0, 0, 0, 0.0, 0);
+        for (stage, e) in llm.estimates() {
+            outln!(
+                o,
+                "{:<12} {:>8} {:>9} {:>14} {:>14} {:>10.4}",
+                stage,
+                e.cached,
+                e.calls.requests,
+                e.calls.prompt_tokens,
+                e.calls.completion_tokens,
+                e.calls.usd
+            );
+            req += e.calls.requests;
+            pt += e.calls.prompt_tokens;
+            ct += e.calls.completion_tokens;
+            usd += e.calls.usd;
+            later += e.rows_with_later_calls;
+        }
+        outln!(o, "{:<12} {:>8} {:>9} {:>14} {:>14} {:>10.4}", "total", "", req, pt, ct, usd);
+        if later > 0 {
+            outln!(o, "plus follow-up requests for up to {later} rows (judge verdicts, rewrite retries) once their first answers exist");
+        }
+        outln!(o, "manifest: {}", out.dir.join("manifest.json").display());
+        return emit(&o);
+    }
+    let snap = llm.spend().snapshot();
+    eprintln!("llm: {}", spend_line(&snap));
+    let failed = out.dir.join(medforge_llm::deadletter::FAILED_FILE);
+    if failed.exists() {
+        let n = medforge_llm::read_dead_letters(&failed)?.len();
+        eprintln!("{n} rows failed; listed in {} (medforge retry-failed {})", failed.display(), out.dir.display());
+    }
     eprintln!("{} rows kept, {} dropped; manifest: {}", out.kept, out.dropped, out.dir.join("manifest.json").display());
     println!("{}", out.dir.display());
+    if let Some(stop) = llm.stopped() {
+        bail!(
+            "the run stopped early: {stop}\nEverything finished so far is saved: outputs in {} (rows not reached are marked \
+             `llm.stopped`), and every answer is cached, so re-running the same command continues where this one stopped.",
+            out.dir.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn curate(config_path: &Path, only: Option<&str>, llm: LlmArgs) -> Result<()> {
+    let cfg = CurateConfig::load(config_path)?;
+    let opts = RunOptions { llm: llm.options(Arc::new(Spend::new())), only_ids: None };
+    run_config(&cfg, config_path, only, opts)
+}
+
+pub fn retry_failed(run_dir: &Path, config: Option<&Path>, llm: LlmArgs) -> Result<()> {
+    let failed_path = run_dir.join(medforge_llm::deadletter::FAILED_FILE);
+    let letters = medforge_llm::read_dead_letters(&failed_path)?;
+    if letters.is_empty() {
+        eprintln!("{}: no failed rows to retry", failed_path.display());
+        return Ok(());
+    }
+    let manifest_path = run_dir.join("manifest.json");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?,
+    )
+    .with_context(|| format!("{}: not a medforge manifest", manifest_path.display()))?;
+    let config_path: PathBuf = match config {
+        Some(c) => c.to_path_buf(),
+        None => manifest["config"]["config_file"]
+            .as_str()
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow!("{}: config.config_file is missing; pass --config", manifest_path.display()))?,
+    };
+    if !config_path.exists() {
+        bail!(
+            "the run's config {} is not there (it is resolved from the current folder); pass --config",
+            config_path.display()
+        );
+    }
+    let only = manifest["config"]["only"].as_str().map(str::to_string);
+    let cfg = CurateConfig::load(&config_path)?;
+    let ids: std::collections::HashSet<String> = letters.iter().map(|l| l.row_id.clone()).collect();
+    let mut by_code: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for l in &letters {
+        *by_code.entry(l.code.as_str()).or_default() += 1;
+    }
+    let codes: Vec<String> = by_code.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    eprintln!("retrying {} rows from {} ({})", ids.len(), failed_path.display(), codes.join(", "));
+    let opts = RunOptions { llm: llm.options(Arc::new(Spend::new())), only_ids: Some(ids) };
+    run_config(&cfg, &config_path, only.as_deref(), opts)
+}
+
+pub fn batch_export(config_path: &Path, only: Option<&str>, out: &Path) -> Result<()> {
+    let cfg = CurateConfig::load(config_path)?;
+    if !cfg.uses_llm(only) {
+        bail!("{}: no LLM stage to export requests for", config_path.display());
+    }
+    let opts = RunOptions { llm: LlmOptions { mode: LlmMode::Export, cache_mode: None, spend: None }, only_ids: None };
+    let bars = progress::Bars::new();
+    let res = runner::run_with(&cfg, config_path, only, &opts, &|l, d, t| bars.update(l, d, t, None));
+    bars.finish();
+    let res = res?;
+    let env = res.llm.ok_or_else(|| anyhow!("no LLM stage ran"))?;
+    let items = env.take_exported();
+    let mut by_backend: std::collections::BTreeMap<&str, Vec<&medforge_curate::stages::llm::ExportItem>> =
+        std::collections::BTreeMap::new();
+    for it in &items {
+        by_backend.entry(it.backend.as_str()).or_default().push(it);
+    }
+    let cached: u64 = env.estimates().values().map(|e| e.cached).sum();
+    let several = by_backend.len() > 1;
+    for (backend, its) in &by_backend {
+        let path = if several {
+            let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let ext = out.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_else(|| "jsonl".into());
+            out.with_file_name(format!("{stem}.{backend}.{ext}"))
+        } else {
+            out.to_path_buf()
+        };
+        let mut buf = Vec::new();
+        let n = medforge_llm::batch::write_requests(
+            &mut buf,
+            &its[0].model,
+            its.iter().map(|i| (i.custom_id.as_str(), &i.request)),
+        )?;
+        medforge_data::write::write_atomic(&path, &buf)?;
+        eprintln!("{n} requests for backend `{backend}` (model {}) -> {}", its[0].model, path.display());
+    }
+    if items.is_empty() {
+        eprintln!("nothing to export: every request is already answered in the cache");
+    }
+    let later: u64 = env.estimates().values().map(|e| e.rows_with_later_calls).sum();
+    eprintln!("{cached} requests already cached");
+    if later > 0 {
+        eprintln!(
+            "{later} rows need follow-up requests once these are answered: import the results, then export again"
+        );
+    }
+    Ok(())
+}
+
+pub fn batch_import(config_path: &Path, results: &[PathBuf]) -> Result<()> {
+    let cfg = CurateConfig::load(config_path)?;
+    let section = cfg.llm.as_ref().ok_or_else(|| anyhow!("{}: no [llm] section", config_path.display()))?;
+    let cache_path = section.cache_path(&cfg.run.output);
+    let cache = medforge_llm::Cache::open(&cache_path)?;
+    let (mut stored, mut failed) = (0usize, std::collections::BTreeMap::<String, usize>::new());
+    for path in results {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let got = medforge_llm::batch::read_results(std::io::BufReader::new(f))
+            .with_context(|| format!("reading {}", path.display()))?;
+        for (custom_id, res) in got {
+            let mut parts = custom_id.splitn(2, ':');
+            let stage = parts.next().unwrap_or("");
+            let key = custom_id.rsplit(':').next().unwrap_or("");
+            if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!(
+                    "{}: custom_id `{custom_id}` was not written by `medforge batch export` (expected <stage>:<row id>:<64-hex key>)",
+                    path.display()
+                );
+            }
+            match res {
+                Ok(resp) if !resp.text.trim().is_empty() => {
+                    cache.put(key, "batch-import", "", stage, &resp)?;
+                    stored += 1;
+                }
+                Ok(_) => *failed.entry("llm.empty".into()).or_default() += 1,
+                Err(e) => *failed.entry(e.code().to_string()).or_default() += 1,
+            }
+        }
+    }
+    eprintln!("{stored} answers stored in the cache {}", cache_path.display());
+    if !failed.is_empty() {
+        let codes: Vec<String> = failed.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        eprintln!(
+            "{} results had no usable answer ({}); those rows are asked live on the next run",
+            failed.values().sum::<usize>(),
+            codes.join(", ")
+        );
+    }
     Ok(())
 }
 

@@ -81,7 +81,9 @@ enum Command {
     /// Run a pipeline config: ingest every input, run its [[stages]] in order, and write
     /// filtered.parquet (every row with its annotations), curated.* (the kept rows), reports and
     /// manifest.json into a new run folder `<run.output>/<version>_<timestamp>/`.
-    #[command(after_help = "Example:\n  medforge run --config examples/demo.toml\n\n\
+    #[command(after_help = "Examples:\n  medforge run --config examples/demo.toml\n  \
+        medforge run --config examples/llm_demo.toml --dry-run    # tokens and $ before any call\n  \
+        medforge run --config examples/llm_demo.toml --refresh    # ignore cached LLM answers\n\n\
         A minimal config:\n\n  \
         [run]\n  output = \"runs\"\n  seed = 42\n  on_error = \"skip\"     # or \"fail\"\n\n  \
         [[inputs]]\n  path = \"data/medqa/US/4_options/dev.jsonl\"\n  preset = \"medqa\"\n\n  \
@@ -90,13 +92,16 @@ enum Command {
         /// Pipeline config (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        #[command(flatten)]
+        llm: LlmFlags,
     },
     /// Run a config's curation stages, all or one (`--only dedup`), into a new run folder.
     #[command(after_help = "Examples:\n  \
         medforge curate --config examples/curate.toml\n  \
         medforge curate --config examples/curate.toml --only decontam\n\n\
         Stages: quality, normalize, dedup, decontam, tokens, language (and, when configured, labels,\n\
-        sample, split, format). Every dropped row keeps a reason code such as\n\
+        sample, split, format), and the LLM stages label, difficulty, rewrite, dpo_pairs, generate\n\
+        (see --dry-run, --no-cache, --refresh). Every dropped row keeps a reason code such as\n\
         `quality.missing_field:answer`, `dedup.near:cluster=17` or `decontam.ngram13:medqa_test#311`.")]
     Curate {
         /// Pipeline config (TOML) with [[stages]].
@@ -105,6 +110,27 @@ enum Command {
         /// Run only this stage (on the config's inputs, e.g. a previous curated.parquet).
         #[arg(long)]
         only: Option<String>,
+        #[command(flatten)]
+        llm: LlmFlags,
+    },
+    /// Re-run only the rows a run's LLM stages dead-lettered (its failed.jsonl), into a new run folder.
+    #[command(after_help = "Example:\n  medforge retry-failed out/llm_demo/0.1.0_20261122T010000Z\n\n\
+        Reads RUN_DIR/failed.jsonl and RUN_DIR/manifest.json (the config it ran, or --config), and runs\n\
+        that config on just those row ids. Every other answer the stages need comes from the cache, so\n\
+        only the failed calls are made again.")]
+    RetryFailed {
+        /// A run folder with failed.jsonl.
+        run_dir: PathBuf,
+        /// The config to run (default: the one recorded in the run's manifest).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        llm: LlmFlags,
+    },
+    /// OpenAI Batch API files: export a config's LLM requests, import the answers into the cache.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
     },
     /// Drop training rows that overlap benchmark test sets, and report what matched.
     #[command(after_help = "Examples:\n  \
@@ -149,6 +175,61 @@ enum Command {
         #[command(subcommand)]
         command: SplitCommand,
     },
+}
+
+/// LLM flags of `run`, `curate` and `retry-failed`.
+#[derive(clap::Args, Clone, Copy)]
+struct LlmFlags {
+    /// Estimate the LLM calls (requests not already cached, tokens, $) and make none; no outputs.
+    #[arg(long)]
+    dry_run: bool,
+    /// Neither read nor write the LLM response cache.
+    #[arg(long, conflicts_with = "refresh")]
+    no_cache: bool,
+    /// Ignore cached LLM answers and store the new ones.
+    #[arg(long)]
+    refresh: bool,
+}
+
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// Write the LLM requests a run would make (not already cached) as OpenAI Batch API JSONL.
+    #[command(after_help = "Examples:\n  \
+        medforge batch export --config examples/llm_demo.toml --out requests.jsonl\n  \
+        medforge batch export --config examples/llm_demo.toml --only label --out label.jsonl\n\n\
+        One line per request: {\"custom_id\": \"<stage>:<row id>:<cache key>\", \"method\": \"POST\",\n\
+        \"url\": \"/v1/chat/completions\", \"body\": {...}}, the format of the OpenAI Batch API and of\n\
+        vLLM's run_batch. The Batch API wants one model per file: with several backends, one file per\n\
+        backend is written (OUT with `.<backend>` before the extension). Stages whose later requests\n\
+        depend on earlier answers (the difficulty judge, rewrite retries) export those after an import.")]
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this stage's requests.
+        #[arg(long)]
+        only: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read Batch API result JSONL into the LLM cache, so the next run makes no call for those rows.
+    #[command(after_help = "Examples:\n  \
+        medforge batch import --config examples/llm_demo.toml results.jsonl\n  \
+        medforge run --config examples/llm_demo.toml      # answered rows now come from the cache\n\n\
+        Lines are matched to requests by custom_id; failed lines are counted by error code and those\n\
+        rows are simply asked live on the next run.")]
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Result files from the Batch API (or vLLM run_batch).
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+    },
+}
+
+impl LlmFlags {
+    fn options(self) -> commands::LlmArgs {
+        commands::LlmArgs { dry_run: self.dry_run, no_cache: self.no_cache, refresh: self.refresh }
+    }
 }
 
 #[derive(Subcommand)]
@@ -221,8 +302,17 @@ fn main() -> ExitCode {
             })
         }
         Command::Presets { show } => commands::presets(show.as_deref()),
-        Command::Run { config } => commands::curate(&config, None),
-        Command::Curate { config, only } => commands::curate(&config, only.as_deref()),
+        Command::Run { config, llm } => commands::curate(&config, None, llm.options()),
+        Command::Curate { config, only, llm } => commands::curate(&config, only.as_deref(), llm.options()),
+        Command::RetryFailed { run_dir, config, llm } => {
+            commands::retry_failed(&run_dir, config.as_deref(), llm.options())
+        }
+        Command::Batch { command: BatchCommand::Export { config, only, out } } => {
+            commands::batch_export(&config, only.as_deref(), &out)
+        }
+        Command::Batch { command: BatchCommand::Import { config, results } } => {
+            commands::batch_import(&config, &results)
+        }
         Command::Decontam { train, preset, against, data_root, out } => {
             commands::decontam(&train, preset, &against, data_root, &out)
         }

@@ -267,7 +267,13 @@ fn run_config(cfg: &CurateConfig, config_path: &Path, only: Option<&str>, opts: 
             "USD"
         );
         let (mut req, mut pt, mut ct, mut usd, mut later) = (0, 0, 0, 0.0, 0);
-        for (stage, e) in llm.estimates() {
+        let estimates = llm.estimates();
+        // Pipeline order, not alphabetical.
+        let mut seen = std::collections::HashSet::new();
+        let order: Vec<&str> =
+            cfg.stages.iter().map(|s| s.name()).filter(|n| estimates.contains_key(*n) && seen.insert(*n)).collect();
+        for stage in order {
+            let e = estimates[stage];
             outln!(
                 o,
                 "{:<12} {:>8} {:>9} {:>14} {:>14} {:>10.4}",

@@ -4,3 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
 scripts/verify_python.sh
+scripts/verify_metrics.sh

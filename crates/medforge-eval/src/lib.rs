@@ -1,0 +1,3 @@
+//! medforge evaluation: reference-exact text metrics, MCQ answer extraction and accuracy with
+//! bootstrap confidence intervals, the seed's composite scores, and reports (CSV, JSON, PNG, HTML).
+pub mod metrics;

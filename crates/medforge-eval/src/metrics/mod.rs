@@ -1,0 +1,9 @@
+//! Text metrics, each matching its reference implementation (see the module docs for the exact
+//! reference and version): BLEU (sacrebleu), ROUGE (rouge-score), METEOR (nltk), EM/F1 (SQuAD v1.1).
+pub mod bleu;
+pub mod meteor;
+pub mod porter;
+pub mod pysplit;
+pub mod rouge;
+pub mod squad;
+pub mod wordnet;

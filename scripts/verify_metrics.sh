@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Parity of medforge-eval's text metrics with the Python references: sacrebleu (BLEU 13a/intl/char,
+# BLEU-1..4, sentence and corpus), rouge-score (ROUGE-1/2/L/Lsum, with and without the Porter stemmer),
+# nltk METEOR (exact, stem, WordNet synonyms) and the SQuAD EM/F1 script, on 10k reference/hypothesis
+# pairs built from fixtures/. Every value must agree within 1e-6. The Python packages are verifiers
+# only, installed into a private venv.
+#
+# WordNet: Debian's wordnet-base (/usr/share/wordnet) or MEDFORGE_WORDNET=DIR. When neither is there
+# and apt can install it, it is installed; otherwise METEOR is compared without the synonym stage on
+# both sides (a note says so).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${MEDFORGE_VERIFY_VENV:-.venv-verify}
+N=${MEDFORGE_PARITY_PAIRS:-10000}
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import sacrebleu, rouge_score, nltk" 2>/dev/null; then
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "sacrebleu==2.6.0" "rouge-score==0.1.2" "nltk==3.10.4"
+fi
+WN=${MEDFORGE_WORDNET:-/usr/share/wordnet}
+if [ ! -f "$WN/index.noun" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get install -y -q wordnet-base >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wordnet-base >/dev/null 2>&1; }) || true
+fi
+if [ ! -f "$WN/index.noun" ]; then
+  echo "note: no WordNet dict at $WN: METEOR parity runs without the synonym stage on both sides" >&2
+  WN=none
+fi
+work=${MEDFORGE_PARITY_DIR:-$(mktemp -d)}
+"$VENV/bin/python" crates/medforge-eval/tests/parity/reference_metrics.py "$work" --n "$N" --wordnet "$WN"
+if [ "$WN" = none ]; then
+  MEDFORGE_WORDNET=/nonexistent MEDFORGE_PARITY_DIR="$work" cargo test --quiet -p medforge-eval --test parity -- --nocapture
+else
+  MEDFORGE_WORDNET="$WN" MEDFORGE_PARITY_DIR="$work" cargo test --quiet -p medforge-eval --test parity -- --nocapture
+fi

@@ -1,3 +1,6 @@
 //! medforge evaluation: reference-exact text metrics, MCQ answer extraction and accuracy with
 //! bootstrap confidence intervals, the seed's composite scores, and reports (CSV, JSON, PNG, HTML).
+pub mod extract;
 pub mod metrics;
+pub mod scores;
+pub mod stats;

@@ -200,8 +200,10 @@ enum BatchCommand {
         One line per request: {\"custom_id\": \"<stage>:<row id>:<cache key>\", \"method\": \"POST\",\n\
         \"url\": \"/v1/chat/completions\", \"body\": {...}}, the format of the OpenAI Batch API and of\n\
         vLLM's run_batch. The Batch API wants one model per file: with several backends, one file per\n\
-        backend is written (OUT with `.<backend>` before the extension). Stages whose later requests\n\
-        depend on earlier answers (the difficulty judge, rewrite retries) export those after an import.")]
+        backend is written (OUT with `.<backend>` before the extension). Requests that depend on answers\n\
+        not yet known (the difficulty judge, rewrite retries, later stages of a row still waiting on an\n\
+        earlier one) are left for the next round: import the results, then export again until nothing\n\
+        is left.")]
     Export {
         #[arg(long, short)]
         config: PathBuf,

@@ -406,26 +406,22 @@ async fn dead_letters_then_retry_failed_reruns_only_those_rows() {
     assert!(!retried.join("failed.jsonl").exists());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_export_answer_import_then_run_makes_zero_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = FakeServer::start().await;
-    let cfg = config(dir.path(), &server.base_url(), "", &[LABEL], &[medqa()]);
-    let cfg_s = cfg.to_str().unwrap();
-    let req_path = dir.path().join("requests.jsonl");
-    let o = medforge(&["batch", "export", "--config", cfg_s, "--out", req_path.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(server.request_count(), 0);
+/// Answer a Batch API request file as the service would: one result line per custom_id, in another
+/// order, the answer chosen by the stage the request belongs to.
+fn answer_batch(req_path: &Path, res_path: &Path) -> usize {
     let reqs =
-        medforge_llm::batch::read_requests(std::io::BufReader::new(std::fs::File::open(&req_path).unwrap())).unwrap();
-    assert_eq!(reqs.len(), 20);
-    // Answer it as the Batch API would: results in another order, one line per custom_id.
+        medforge_llm::batch::read_requests(std::io::BufReader::new(std::fs::File::open(req_path).unwrap())).unwrap();
     let mut results = String::new();
     for (i, r) in reqs.iter().enumerate().rev() {
         assert_eq!((r.method.as_str(), r.url.as_str()), ("POST", "/v1/chat/completions"));
-        assert!(r.custom_id.starts_with("label:"));
         assert_eq!(r.body["model"], "base-model");
-        let answer = if i % 2 == 0 { "4" } else { "Neurology" };
+        assert!(r.body["messages"].is_array());
+        let answer = match r.custom_id.split(':').next().unwrap() {
+            "label" if i % 2 == 0 => "4",
+            "label" => "Neurology",
+            "difficulty" => "The answer is A.",
+            other => panic!("unexpected stage {other}"),
+        };
         let line = serde_json::json!({"id": format!("batch_req_{i}"), "custom_id": r.custom_id, "error": null,
             "response": {"status_code": 200, "request_id": "x", "body": {"id": "c", "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
@@ -433,24 +429,48 @@ async fn batch_export_answer_import_then_run_makes_zero_calls() {
         results.push_str(&line.to_string());
         results.push('\n');
     }
+    std::fs::write(res_path, results).unwrap();
+    reqs.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_export_answer_import_then_run_makes_zero_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeServer::start().await;
+    let difficulty = "[[stages]]\nstage = \"difficulty\"\n";
+    let cfg = config(dir.path(), &server.base_url(), "", &[LABEL, difficulty], &[medqa()]);
+    let cfg_s = cfg.to_str().unwrap();
+    let req_path = dir.path().join("requests.jsonl");
     let res_path = dir.path().join("results.jsonl");
-    std::fs::write(&res_path, results).unwrap();
-    let i = medforge(&["batch", "import", "--config", cfg_s, res_path.to_str().unwrap()]);
-    assert!(i.status.success(), "{}", text(&i));
-    assert!(text(&i).contains("20 answers stored"), "{}", text(&i));
+    // Round 1 exports the labels; the difficulty requests wait for the rows' labels (round 2).
+    let mut rounds = Vec::new();
+    loop {
+        let _ = std::fs::remove_file(&req_path);
+        let o = medforge(&["batch", "export", "--config", cfg_s, "--out", req_path.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        if text(&o).contains("nothing to export") {
+            break;
+        }
+        rounds.push(answer_batch(&req_path, &res_path));
+        let i = medforge(&["batch", "import", "--config", cfg_s, res_path.to_str().unwrap()]);
+        assert!(i.status.success(), "{}", text(&i));
+        assert!(text(&i).contains(&format!("{} answers stored", rounds.last().unwrap())), "{}", text(&i));
+        assert!(rounds.len() < 4, "export does not converge: {rounds:?}");
+    }
+    assert_eq!(rounds, vec![20, 20]);
+    assert_eq!(server.request_count(), 0);
 
     let run = medforge(&["run", "--config", cfg_s]);
     assert!(run.status.success(), "{}", text(&run));
-    assert_eq!(server.request_count(), 0, "every answer came from the imported batch");
+    assert_eq!(server.request_count(), 0, "every answer came from the imported batches");
     let d = run_dir(&run);
-    let rows = jsonl(&d.join("curated.jsonl"));
-    assert_eq!(rows.len(), 20);
-    assert!(rows.iter().all(|r| r["metadata"]["label_raw"] == "4" || r["metadata"]["label_raw"] == "Neurology"));
     let rep = json(&d.join("label_report.json"));
-    assert_eq!(rep["unknown"], 0, "{rep}");
-    // A second export has nothing left to send.
-    let again = medforge(&["batch", "export", "--config", cfg_s, "--out", req_path.to_str().unwrap()]);
-    assert!(text(&again).contains("nothing to export"), "{}", text(&again));
+    assert_eq!((rep["labelled"].as_u64(), rep["unknown"].as_u64()), (Some(20), Some(0)), "{rep}");
+    let diff = json(&d.join("difficulty_report.json"));
+    let v = &diff["verdicts"];
+    assert_eq!(v["correct"].as_u64().unwrap_or(0) + v["incorrect"].as_u64().unwrap_or(0), 20, "{diff}");
+    let rows = jsonl(&d.join("curated.jsonl"));
+    assert!(rows.iter().all(|r| r["metadata"]["difficulty"]["base_letter"] == "A"));
 }
 
 #[test]

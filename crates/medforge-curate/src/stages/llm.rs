@@ -166,6 +166,9 @@ pub struct LlmEnv {
     stop: Mutex<Option<Stop>>,
     estimates: Mutex<BTreeMap<String, StageEstimate>>,
     exported: Mutex<Vec<ExportItem>>,
+    /// Export mode: rows an earlier stage is still waiting on. Their later-stage requests would be
+    /// built from fields not yet filled in, so they are not exported until the earlier answers exist.
+    waiting: Mutex<std::collections::HashSet<String>>,
     stage_spend: Mutex<BTreeMap<String, SpendSnapshot>>,
 }
 
@@ -225,6 +228,7 @@ impl LlmEnv {
             stop: Mutex::new(None),
             estimates: Mutex::new(BTreeMap::new()),
             exported: Mutex::new(Vec::new()),
+            waiting: Mutex::new(std::collections::HashSet::new()),
             stage_spend: Mutex::new(BTreeMap::new()),
         })
     }
@@ -368,7 +372,12 @@ impl LlmEnv {
             LlmMode::DryRun | LlmMode::Export => {
                 let mut est = StageEstimate::default();
                 let model = client.backend().model();
+                let waiting = lock(&self.waiting).clone();
                 for &i in &idx {
+                    if self.mode == LlmMode::Export && waiting.contains(&rows[i].id) {
+                        est.rows_with_later_calls += 1;
+                        continue;
+                    }
                     let req = reqs[i].as_ref().expect("some");
                     let key = client.key(req);
                     let hit = match (&self.cache, self.cache_mode) {
@@ -402,6 +411,7 @@ impl LlmEnv {
                 e.calls.prompt_tokens += est.calls.prompt_tokens;
                 e.calls.completion_tokens += est.calls.completion_tokens;
                 e.calls.usd += est.calls.usd;
+                e.rows_with_later_calls += est.rows_with_later_calls;
             }
         }
         out
@@ -433,7 +443,12 @@ impl LlmEnv {
                 // Not processed because the run stopped: out of the curated set, but no dead letter
                 // (a re-run does them, reusing every cached answer).
                 Some(s) if self.mode == LlmMode::Live => Decision::drop(format!("llm.stopped:{}", stop_code(&s))),
-                _ => Decision::keep(),
+                _ => {
+                    if self.mode == LlmMode::Export {
+                        lock(&self.waiting).insert(row.id.clone());
+                    }
+                    Decision::keep()
+                }
             },
         })
     }

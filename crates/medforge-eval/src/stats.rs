@@ -1,5 +1,5 @@
 //! Accuracy with a seeded percentile-bootstrap 95% confidence interval.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// SplitMix64: a small, well-mixed, seedable generator (the same seed gives the same CIs everywhere).
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ impl SplitMix64 {
 }
 
 /// An accuracy and its bootstrap CI (fractions 0..1).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
     pub n: usize,
     pub correct: usize,

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
-use regex::Regex;
 use serde::Serialize;
 
 use super::pysplit::{py_rstrip, py_split};
@@ -152,7 +151,7 @@ impl BleuStats {
 }
 
 #[derive(Default)]
-struct Fx(u64);
+pub(crate) struct Fx(u64);
 impl Hasher for Fx {
     fn finish(&self) -> u64 {
         self.0
@@ -173,8 +172,11 @@ impl Hasher for Fx {
     fn write_u8(&mut self, i: u8) {
         self.write_u64(i as u64);
     }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64);
+    }
 }
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
 /// Token ids for a segment: the same word gets the same id within one segment's hypothesis and
 /// references, so n-grams can be compared as `&[u32]`.
@@ -192,7 +194,8 @@ impl<'a> Interner<'a> {
     }
 }
 
-fn ngram_counts(toks: &[u32], max_order: usize) -> FxMap<&[u32], u64> {
+/// Fallback for orders above 4: slice keys.
+fn ngram_counts_long(toks: &[u32], max_order: usize) -> FxMap<&[u32], u64> {
     let mut m: FxMap<&[u32], u64> = FxMap::default();
     for n in 1..=max_order {
         if toks.len() < n {
@@ -227,27 +230,89 @@ fn closest_ref_len(hyp_len: u64, ref_lens: &[u64]) -> u64 {
     best.map(|b| b.1).unwrap_or(0)
 }
 
+/// Sorted n-gram keys of one token sequence (n <= 4), for merge-counting.
+fn sorted_keys(toks: &[u32], max_order: usize, bits: u32, out: &mut Vec<u128>) {
+    out.clear();
+    for n in 1..=max_order {
+        if toks.len() < n {
+            break;
+        }
+        for w in toks.windows(n) {
+            let mut k = 0u128;
+            for (i, &id) in w.iter().enumerate() {
+                k |= ((id as u128) + 1) << (bits * i as u32);
+            }
+            out.push(k);
+        }
+    }
+    out.sort_unstable();
+}
+
+/// The order (0-based) of a packed key.
+#[inline]
+fn order_of(k: u128, bits: u32) -> usize {
+    (128 - k.leading_zeros()).div_ceil(bits) as usize - 1
+}
+
 /// Statistics of one hypothesis against its references.
 pub fn segment_stats(cfg: &BleuConfig, hyp: &str, refs: &[&str]) -> BleuStats {
-    let hyp_t = preprocess(cfg, hyp);
-    let refs_t: Vec<String> = refs.iter().map(|r| preprocess(cfg, r)).collect();
-    let mut int = Interner { ids: FxMap::default() };
-    let h = int.ids(&hyp_t);
-    let rs: Vec<Vec<u32>> = refs_t.iter().map(|r| int.ids(r)).collect();
     let n = cfg.max_order;
+    let (h, rs): (Vec<u32>, Vec<Vec<u32>>) = if cfg.tokenizer == BleuTokenizer::Char {
+        // Every non-space character is a token and its code point is its id (no joined string).
+        let ids = |t: &str| {
+            let t =
+                if cfg.lowercase { std::borrow::Cow::Owned(t.to_lowercase()) } else { std::borrow::Cow::Borrowed(t) };
+            py_rstrip(&t).chars().filter(|&c| !super::pysplit::is_py_space(c)).map(|c| c as u32).collect::<Vec<u32>>()
+        };
+        (ids(hyp), refs.iter().map(|r| ids(r)).collect())
+    } else {
+        let hyp_t = preprocess(cfg, hyp);
+        let refs_t: Vec<String> = refs.iter().map(|r| preprocess(cfg, r)).collect();
+        let mut int = Interner { ids: FxMap::default() };
+        let h = int.ids(&hyp_t);
+        (h, refs_t.iter().map(|r| int.ids(r)).collect())
+    };
+    let mut st = BleuStats::zero(n);
+    st.sys_len = h.len() as u64;
+    let ref_lens: Vec<u64> = rs.iter().map(|r| r.len() as u64).collect();
+    st.ref_len = closest_ref_len(st.sys_len, &ref_lens);
+    let max_id = h.iter().chain(rs.iter().flatten()).copied().max().unwrap_or(0) as u64 + 1;
+    let bits = 64 - max_id.leading_zeros();
+    if n <= 4 && bits * 4 <= 128 && rs.len() == 1 {
+        // One reference: merge two sorted key lists.
+        let (mut hk, mut rk) = (Vec::new(), Vec::new());
+        sorted_keys(&h, n, bits, &mut hk);
+        sorted_keys(&rs[0], n, bits, &mut rk);
+        let (mut i, mut j) = (0, 0);
+        while i < hk.len() {
+            let k = hk[i];
+            let mut c = 0u64;
+            while i < hk.len() && hk[i] == k {
+                c += 1;
+                i += 1;
+            }
+            while j < rk.len() && rk[j] < k {
+                j += 1;
+            }
+            let mut rc = 0u64;
+            while j < rk.len() && rk[j] == k {
+                rc += 1;
+                j += 1;
+            }
+            let o = order_of(k, bits);
+            st.total[o] += c;
+            st.correct[o] += c.min(rc);
+        }
+        return st;
+    }
     let mut ref_max: FxMap<&[u32], u64> = FxMap::default();
-    let mut ref_lens = Vec::with_capacity(rs.len());
     for r in &rs {
-        ref_lens.push(r.len() as u64);
-        for (g, c) in ngram_counts(r, n) {
+        for (g, c) in ngram_counts_long(r, n) {
             let e = ref_max.entry(g).or_insert(0);
             *e = (*e).max(c);
         }
     }
-    let mut st = BleuStats::zero(n);
-    st.sys_len = h.len() as u64;
-    st.ref_len = closest_ref_len(st.sys_len, &ref_lens);
-    for (g, c) in ngram_counts(&h, n) {
+    for (g, c) in ngram_counts_long(&h, n) {
         let k = g.len() - 1;
         st.total[k] += c;
         if let Some(&rc) = ref_max.get(g) {
@@ -399,20 +464,63 @@ fn sub2(s: &[char], m: impl Fn(char, char) -> bool, r: impl Fn(char, char, &mut 
     out
 }
 
+/// Unicode general-category ranges (from regex-syntax's tables, the same the `regex` crate uses).
+struct Cat(Vec<(char, char)>);
+impl Cat {
+    fn new(class: &str) -> Cat {
+        let hir = regex_syntax::parse(class).expect("class");
+        match hir.kind() {
+            regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(c)) => {
+                Cat(c.ranges().iter().map(|r| (r.start(), r.end())).collect())
+            }
+            _ => unreachable!("a Unicode class"),
+        }
+    }
+    #[inline]
+    fn has(&self, c: char) -> bool {
+        self.0
+            .binary_search_by(|&(a, b)| {
+                if c < a {
+                    std::cmp::Ordering::Greater
+                } else if c > b {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok()
+    }
+}
+
+struct IntlCats {
+    p: Cat,
+    s: Cat,
+    n: Cat,
+}
+
+fn intl_cats() -> &'static IntlCats {
+    static C: OnceLock<IntlCats> = OnceLock::new();
+    C.get_or_init(|| IntlCats { p: Cat::new(r"\p{P}"), s: Cat::new(r"\p{S}"), n: Cat::new(r"\p{N}") })
+}
+
+/// `intl`: `(\P{N})(\p{P})` → `\1 \2 `, then `(\p{P})(\P{N})` → ` \1 \2`, then `(\p{S})` → ` \1 `.
 fn tok_intl(line: &str) -> String {
-    static RES: OnceLock<[Regex; 3]> = OnceLock::new();
-    let res = RES.get_or_init(|| {
-        [
-            Regex::new(r"(\P{N})(\p{P})").expect("regex"),
-            Regex::new(r"(\p{P})(\P{N})").expect("regex"),
-            Regex::new(r"(\p{S})").expect("regex"),
-        ]
-    });
-    let a = res[0].replace_all(line, "$1 $2 ");
-    let b = res[1].replace_all(&a, " $1 $2");
-    let c = res[2].replace_all(&b, " $1 ");
-    let mut out = String::with_capacity(c.len());
-    for t in py_split(&c) {
+    let c = intl_cats();
+    let s0: Vec<char> = line.chars().collect();
+    let s1 = sub2(&s0, |a, b| !c.n.has(a) && c.p.has(b), |a, b, o| o.extend([a, ' ', b, ' ']));
+    let s2 = sub2(&s1, |a, b| c.p.has(a) && !c.n.has(b), |a, b, o| o.extend([' ', a, ' ', b]));
+    let mut s3 = String::with_capacity(s2.len() + 8);
+    for ch in s2 {
+        if c.s.has(ch) {
+            s3.push(' ');
+            s3.push(ch);
+            s3.push(' ');
+        } else {
+            s3.push(ch);
+        }
+    }
+    let mut out = String::with_capacity(s3.len());
+    for t in py_split(&s3) {
         if !out.is_empty() {
             out.push(' ');
         }

@@ -8,7 +8,7 @@
 //! every Unicode letter and digit (so Hangul words are tokens), splits on everything else, and stems
 //! only ASCII words. Its scores are *not* comparable with rouge-score's, by design; on ASCII-only text
 //! the two tokenizers give the same tokens.
-use std::collections::HashMap;
+use super::bleu::FxMap;
 
 use serde::Serialize;
 
@@ -58,7 +58,7 @@ pub struct RougeScores {
 }
 
 thread_local! {
-    static STEMS: std::cell::RefCell<HashMap<String, String>> = std::cell::RefCell::new(HashMap::new());
+    static STEMS: std::cell::RefCell<FxMap<String, String>> = std::cell::RefCell::new(FxMap::default());
 }
 
 /// [`porter::stem`] with a per-thread cache (stemming dominates ROUGE's cost otherwise).
@@ -101,7 +101,7 @@ pub fn tokenize(cfg: &RougeConfig, text: &str) -> Vec<String> {
         .collect()
 }
 
-struct Ids<'a>(HashMap<&'a str, u32>);
+struct Ids<'a>(FxMap<&'a str, u32>);
 impl<'a> Ids<'a> {
     fn of(&mut self, toks: &'a [String]) -> Vec<u32> {
         toks.iter()
@@ -114,11 +114,12 @@ impl<'a> Ids<'a> {
 }
 
 fn ngram_prf(t: &[u32], p: &[u32], n: usize) -> PRF {
-    fn count(x: &[u32], n: usize) -> HashMap<&[u32], i64> {
-        let mut m: HashMap<&[u32], i64> = HashMap::new();
+    fn count(x: &[u32], n: usize) -> FxMap<u64, i64> {
+        let mut m: FxMap<u64, i64> = FxMap::default();
         if x.len() >= n {
             for w in x.windows(n) {
-                *m.entry(w).or_insert(0) += 1;
+                let k = w.iter().fold(0u64, |k, &id| (k << 32) | (id as u64 + 1));
+                *m.entry(k).or_insert(0) += 1;
             }
         }
         m
@@ -182,8 +183,8 @@ fn summary_lcs(refs: &[Vec<u32>], cans: &[Vec<u32>]) -> PRF {
     if m == 0 || n == 0 {
         return PRF::default();
     }
-    let mut cr: HashMap<u32, i64> = HashMap::new();
-    let mut cc: HashMap<u32, i64> = HashMap::new();
+    let mut cr: FxMap<u32, i64> = FxMap::default();
+    let mut cc: FxMap<u32, i64> = FxMap::default();
     for s in refs {
         for t in s {
             *cr.entry(*t).or_insert(0) += 1;
@@ -224,7 +225,7 @@ pub fn rouge(cfg: &RougeConfig, target: &str, prediction: &str) -> RougeScores {
         |s: &str| -> Vec<Vec<String>> { s.split('\n').filter(|x| !x.is_empty()).map(|x| tokenize(cfg, x)).collect() };
     let ts = sents(target);
     let ps = sents(prediction);
-    let mut ids = Ids(HashMap::new());
+    let mut ids = Ids(FxMap::default());
     let t = ids.of(&tt);
     let p = ids.of(&pt);
     let tsi: Vec<Vec<u32>> = ts.iter().map(|s| ids.of(s)).collect();

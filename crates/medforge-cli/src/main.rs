@@ -1,6 +1,7 @@
 //! The `medforge` command line. It parses arguments and calls the library; nothing else lives here.
 
 mod commands;
+mod eval_cmd;
 mod progress;
 
 use std::path::PathBuf;
@@ -20,6 +21,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Score hypotheses against references: BLEU, ROUGE, METEOR, EM, F1 (reference-exact).
+    Score(eval_cmd::ScoreArgs),
+    /// Evaluate a model on an MCQ benchmark (generation or log-likelihood) and write the reports.
+    Eval(eval_cmd::EvalArgs),
+    /// Compare eval runs: comparison/specialty CSVs, failed questions, recommendations, charts, HTML.
+    Report(eval_cmd::ReportArgs),
     /// Show a dataset's schema, row count, null/empty ratios, label distributions and 3 sample rows.
     #[command(after_help = "Examples:\n  \
         medforge inspect data/medqa/US/4_options/dev.jsonl\n  \
@@ -288,6 +295,9 @@ enum SplitCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Score(a) => a.run(),
+        Command::Eval(a) => a.run(),
+        Command::Report(a) => a.run(),
         Command::Inspect { path, preset, format, json } => {
             commands::inspect(&path, preset.as_deref(), format.as_deref(), json)
         }

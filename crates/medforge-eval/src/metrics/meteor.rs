@@ -59,8 +59,9 @@ impl Meteor {
                 let w = WordNet::find();
                 if w.is_none() {
                     eprintln!(
-                        "warning: METEOR: WordNet not found (install Debian's wordnet-base or set MEDFORGE_WORDNET); \
-                         using exact+stem matching only, scores may be lower than nltk's"
+                        "warning: METEOR: WordNet not found in {} (install Debian's wordnet-base or set MEDFORGE_WORDNET); \
+                         using exact+stem matching only, scores may be lower than nltk's",
+                        super::wordnet::default_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
                     );
                 }
                 w

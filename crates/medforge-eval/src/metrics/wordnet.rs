@@ -11,12 +11,13 @@ use std::sync::Mutex;
 
 const POS: [(&str, char); 4] = [("noun", 'n'), ("verb", 'v'), ("adj", 'a'), ("adv", 'r')];
 
-/// Where WordNet is looked for when no path is given: `$MEDFORGE_WORDNET`, then Debian's
-/// `wordnet-base` location, then `$WNHOME/dict`.
+/// Where WordNet is looked for when no path is given: `$MEDFORGE_WORDNET` alone when it is set,
+/// else Debian's `wordnet-base` location, then `$WNHOME/dict`.
 pub fn default_dirs() -> Vec<PathBuf> {
     let mut v = Vec::new();
     if let Ok(p) = std::env::var("MEDFORGE_WORDNET") {
         v.push(PathBuf::from(p));
+        return v;
     }
     v.push(PathBuf::from("/usr/share/wordnet"));
     if let Ok(p) = std::env::var("WNHOME") {

@@ -1,0 +1,372 @@
+//! `medforge score`, `medforge eval` and `medforge report`: thin argument handling over medforge-eval.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use medforge_eval::metrics::bleu::{corpus_bleu, sentence_bleu, BleuConfig, BleuTokenizer};
+use medforge_eval::metrics::meteor::Meteor;
+use medforge_eval::metrics::rouge::{rouge, RougeConfig, RougeTokenizer};
+use medforge_eval::metrics::squad::{exact_match, token_f1};
+use medforge_eval::report::{load_run, safe_name, summarize, write_report, write_run};
+use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, CompletionsLogLik, LogLikelihood};
+use medforge_llm::backend::{Backend, GenParams};
+use serde_json::{json, Value};
+
+/// Arguments of `medforge score`.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    medforge score --refs refs.txt --hyps hyps.txt\n  \
+    medforge score --refs refs.jsonl --hyps hyps.jsonl --metrics bleu,rouge --rouge-stemmer --json\n  \
+    medforge score --pairs pairs.jsonl --metrics meteor --per-pair scores.jsonl\n\n\
+    Inputs: .txt (one text per line) or .jsonl (a JSON string per line, or an object with `text`;\n\
+    with --pairs, objects with `ref` and `hyp`). Every metric matches its reference implementation:\n\
+    BLEU = sacrebleu (0-100; corpus BLEU and BLEU-1..4, mean sentence BLEU), ROUGE = rouge-score,\n\
+    METEOR = nltk (WordNet from /usr/share/wordnet, $MEDFORGE_WORDNET or --wordnet; without it exact+stem\n\
+    only, with a warning), EM/F1 = the SQuAD v1.1 script. The reference ROUGE tokenizer keeps only\n\
+    [a-z0-9], so Korean scores 0: use --rouge-tokenizer unicode for Korean (not comparable with rouge-score).")]
+pub struct ScoreArgs {
+    /// Reference texts.
+    #[arg(long, required_unless_present = "pairs")]
+    refs: Option<PathBuf>,
+    /// Hypothesis texts, one per reference.
+    #[arg(long, required_unless_present = "pairs")]
+    hyps: Option<PathBuf>,
+    /// A JSONL of {"ref": .., "hyp": ..} objects instead of --refs/--hyps.
+    #[arg(long, conflicts_with_all = ["refs", "hyps"])]
+    pairs: Option<PathBuf>,
+    /// Comma-separated: bleu, rouge, meteor, em, f1 (bertscore is not built yet).
+    #[arg(long, default_value = "bleu,rouge,meteor,em,f1")]
+    metrics: String,
+    /// sacrebleu tokenizer: 13a, intl, char or none.
+    #[arg(long, default_value = "13a")]
+    bleu_tokenize: String,
+    /// Porter-stem ROUGE tokens (rouge-score's use_stemmer=True).
+    #[arg(long)]
+    rouge_stemmer: bool,
+    /// ROUGE tokenizer: reference (rouge-score's) or unicode.
+    #[arg(long, default_value = "reference")]
+    rouge_tokenizer: String,
+    /// A WordNet dict folder for METEOR's synonym stage.
+    #[arg(long)]
+    wordnet: Option<PathBuf>,
+    /// Write every pair's scores here (JSONL).
+    #[arg(long)]
+    per_pair: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read_texts(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let jsonl = path.extension().is_some_and(|e| e == "jsonl");
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if !jsonl {
+            out.push(line.to_string());
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        let s = match &v {
+            Value::String(s) => s.clone(),
+            Value::Object(o) => ["text", "hyp", "ref", "prediction", "reference", "answer"]
+                .iter()
+                .find_map(|k| o.get(*k).and_then(Value::as_str))
+                .ok_or_else(|| anyhow!("{}:{}: no `text` field", path.display(), i + 1))?
+                .to_string(),
+            _ => bail!("{}:{}: expected a string or an object", path.display(), i + 1),
+        };
+        out.push(s);
+    }
+    Ok(out)
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+impl ScoreArgs {
+    pub fn run(self) -> Result<()> {
+        let (refs, hyps) = if let Some(p) = &self.pairs {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let mut r = Vec::new();
+            let mut h = Vec::new();
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}", p.display(), i + 1))?;
+                r.push(v["ref"].as_str().ok_or_else(|| anyhow!("{}:{}: no `ref`", p.display(), i + 1))?.to_string());
+                h.push(v["hyp"].as_str().ok_or_else(|| anyhow!("{}:{}: no `hyp`", p.display(), i + 1))?.to_string());
+            }
+            (r, h)
+        } else {
+            let refs = read_texts(self.refs.as_deref().expect("clap requires refs"))?;
+            let hyps = read_texts(self.hyps.as_deref().expect("clap requires hyps"))?;
+            (refs, hyps)
+        };
+        if refs.len() != hyps.len() {
+            bail!("{} references but {} hypotheses: they pair up line by line", refs.len(), hyps.len());
+        }
+        let metrics: Vec<String> =
+            self.metrics.split(',').map(|m| m.trim().to_ascii_lowercase()).filter(|m| !m.is_empty()).collect();
+        for m in &metrics {
+            match m.as_str() {
+                "bleu" | "rouge" | "meteor" | "em" | "f1" => {}
+                "bertscore" => bail!("bertscore is not built yet in this medforge (it needs the candle encoder); use bleu,rouge,meteor,em,f1"),
+                other => bail!("unknown metric `{other}`: use bleu, rouge, meteor, em, f1"),
+            }
+        }
+        let has = |m: &str| metrics.iter().any(|x| x == m);
+        let tok = BleuTokenizer::parse(&self.bleu_tokenize)
+            .ok_or_else(|| anyhow!("--bleu-tokenize must be 13a, intl, char or none, not `{}`", self.bleu_tokenize))?;
+        let rcfg = RougeConfig {
+            stemmer: self.rouge_stemmer,
+            tokenizer: match self.rouge_tokenizer.as_str() {
+                "reference" => RougeTokenizer::Reference,
+                "unicode" => RougeTokenizer::Unicode,
+                o => bail!("--rouge-tokenizer must be reference or unicode, not `{o}`"),
+            },
+        };
+        let meteor = if has("meteor") { Some(Meteor::find(self.wordnet.as_deref())) } else { None };
+        let n = refs.len();
+        let mut summary = serde_json::Map::new();
+        summary.insert("pairs".into(), json!(n));
+        let mut per: Vec<serde_json::Map<String, Value>> = vec![serde_json::Map::new(); n];
+        if has("bleu") {
+            let rr: Vec<Vec<&str>> = refs.iter().map(|r| vec![r.as_str()]).collect();
+            let c = corpus_bleu(&BleuConfig::default().with_tokenizer(tok), &hyps, &rr);
+            summary.insert("bleu".into(), json!(c.score));
+            summary.insert("bleu_tokenize".into(), json!(tok.name()));
+            for k in 1..=4 {
+                let ck = corpus_bleu(&BleuConfig::default().with_tokenizer(tok).with_max_order(k), &hyps, &rr);
+                summary.insert(format!("bleu{k}"), json!(ck.score));
+            }
+            let sc = BleuConfig::sentence().with_tokenizer(tok);
+            let s: Vec<f64> = (0..n).map(|i| sentence_bleu(&sc, &hyps[i], &[&refs[i]]).score).collect();
+            for (p, v) in per.iter_mut().zip(&s) {
+                p.insert("bleu".into(), json!(v));
+            }
+            summary.insert("sentence_bleu_mean".into(), json!(mean(&s)));
+        }
+        if has("rouge") {
+            let rs: Vec<_> = (0..n).map(|i| rouge(&rcfg, &refs[i], &hyps[i])).collect();
+            for (k, get) in [
+                ("rouge1", (|s: &medforge_eval::metrics::rouge::RougeScores| s.rouge1.fmeasure) as fn(&_) -> f64),
+                ("rouge2", |s| s.rouge2.fmeasure),
+                ("rougeL", |s| s.rouge_l.fmeasure),
+                ("rougeLsum", |s| s.rouge_lsum.fmeasure),
+            ] {
+                let v: Vec<f64> = rs.iter().map(get).collect();
+                for (p, x) in per.iter_mut().zip(&v) {
+                    p.insert(k.into(), json!(x));
+                }
+                summary.insert(k.into(), json!(mean(&v)));
+            }
+        }
+        if let Some(m) = &meteor {
+            let v: Vec<f64> = (0..n).map(|i| m.score(&[&refs[i]], &hyps[i])).collect();
+            for (p, x) in per.iter_mut().zip(&v) {
+                p.insert("meteor".into(), json!(x));
+            }
+            summary.insert("meteor".into(), json!(mean(&v)));
+            summary.insert("meteor_wordnet".into(), json!(m.wordnet.is_some()));
+        }
+        for (name, f) in [("em", exact_match as fn(&str, &str) -> f64), ("f1", token_f1)] {
+            if has(name) {
+                let v: Vec<f64> = (0..n).map(|i| f(&hyps[i], &refs[i])).collect();
+                for (p, x) in per.iter_mut().zip(&v) {
+                    p.insert(name.into(), json!(x));
+                }
+                summary.insert(name.into(), json!(mean(&v)));
+            }
+        }
+        if let Some(p) = &self.per_pair {
+            let mut buf = Vec::new();
+            for row in per {
+                serde_json::to_writer(&mut buf, &row)?;
+                buf.push(b'\n');
+            }
+            medforge_data::write::write_atomic(p, &buf)?;
+        }
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        } else {
+            println!("{n} pairs");
+            for (k, v) in &summary {
+                if k != "pairs" {
+                    match v.as_f64() {
+                        Some(x) => println!("  {k:<20} {x:.4}"),
+                        None => println!("  {k:<20} {v}"),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Arguments of `medforge eval`.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    medforge eval --endpoint http://localhost:8000/v1 --model smollm2 --benchmark medqa \\\n      \
+    --data ../shared/data/medqa/US/4_options/dev.jsonl --limit 200\n  \
+    medforge eval --endpoint http://localhost:8000/v1 --model smollm2 --benchmark kormedmcqa \\\n      \
+    --data data/kormedmcqa/doctor/test.csv --mode loglik\n\n\
+    --mode gen asks the model (chat completions) and extracts the letter: reasoning blocks stripped,\n\
+    then \"answer is X\", \"정답: X\", a lone letter, the first option letter, the option text; answers\n\
+    that fit none are counted as unparseable (and wrong), never guessed. --mode loglik ranks the options\n\
+    by log-likelihood through /v1/completions with echo + logprobs. The run folder gets\n\
+    {model}_results.csv, specialty_performance.csv, model_comparison.csv, failed_questions.json,\n\
+    training_recommendations.json, PNG charts and report.html. Compare runs with `medforge report`.")]
+pub struct EvalArgs {
+    /// OpenAI-compatible base URL (a remote API, `medforge serve`, vLLM, llama.cpp's server).
+    #[arg(long, required_unless_present = "model_path")]
+    endpoint: Option<String>,
+    /// Model name sent to the endpoint (and used in file names).
+    #[arg(long)]
+    model: Option<String>,
+    /// A local model for the in-process engine (GGUF/safetensors).
+    #[arg(long, conflicts_with = "endpoint")]
+    model_path: Option<PathBuf>,
+    /// medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa.
+    #[arg(long)]
+    benchmark: String,
+    /// The benchmark file or folder (read with the benchmark's data preset).
+    #[arg(long)]
+    data: PathBuf,
+    /// gen (generate and extract the letter) or loglik (rank the options by log-likelihood).
+    #[arg(long, default_value = "gen")]
+    mode: String,
+    /// Evaluate only the first N items.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Run folder (default out/eval/{model}_{benchmark}_{mode}).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Generation budget per answer.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: u32,
+    /// Training step of this checkpoint (for the accuracy-over-steps chart).
+    #[arg(long)]
+    step: Option<u64>,
+    /// Bootstrap seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Environment variable that holds the API key (never the key itself).
+    #[arg(long)]
+    api_key_env: Option<String>,
+}
+
+impl EvalArgs {
+    pub fn run(self) -> Result<()> {
+        let bench = Benchmark::parse(&self.benchmark).ok_or_else(|| {
+            anyhow!("unknown benchmark `{}`: use medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa", self.benchmark)
+        })?;
+        if let Some(p) = &self.model_path {
+            // Hook for the local inference engine (crates/medforge-engine): it will provide a Backend
+            // and a LogLikelihood scorer for `p`.
+            bail!(
+                "--model-path {}: the local inference engine is not built into this medforge yet; serve the model \
+                 with an OpenAI-compatible server and pass --endpoint URL --model NAME",
+                p.display()
+            );
+        }
+        let endpoint = self.endpoint.clone().expect("clap requires endpoint without model_path");
+        let model = self.model.clone().ok_or_else(|| anyhow!("--model NAME is required with --endpoint"))?;
+        if !matches!(self.mode.as_str(), "gen" | "loglik") {
+            bail!("--mode must be gen or loglik, not `{}`", self.mode);
+        }
+        let items = load_benchmark(bench, &self.data, self.limit)?;
+        eprintln!("{}: {} items from {}", bench.name(), items.len(), self.data.display());
+        let rt = medforge_llm::client::runtime()?;
+        let results = if self.mode == "gen" {
+            let mut cfg = medforge_llm::openai::EndpointConfig::new(&endpoint, &model);
+            cfg.api_key_env = self.api_key_env.clone().map(medforge_data::secret::SecretEnv);
+            cfg.max_concurrency = self.concurrency.max(1);
+            let backend: Arc<dyn Backend> = Arc::new(medforge_llm::openai::OpenAiBackend::new(cfg)?);
+            let params = GenParams { max_tokens: Some(self.max_tokens), temperature: Some(0.0), ..Default::default() };
+            rt.block_on(run_generation(backend, &items, bench.korean(), params, self.concurrency))
+        } else {
+            let key = match &self.api_key_env {
+                Some(k) => Some(std::env::var(k).with_context(|| format!("environment variable `{k}` is not set"))?),
+                None => None,
+            };
+            let scorer: Arc<dyn LogLikelihood> = Arc::new(CompletionsLogLik::new(&endpoint, &model, key)?);
+            rt.block_on(run_loglik(scorer, &items, bench.korean(), self.concurrency))
+        };
+        let errors = results.iter().filter(|r| r.outcome == "error").count();
+        if errors == results.len() {
+            bail!("every request failed; the first error: {}", results[0].detail);
+        }
+        let run = summarize(&model, bench.name(), &self.mode, results, self.step, self.seed);
+        let out = self.out.clone().unwrap_or_else(|| {
+            PathBuf::from("out/eval").join(format!("{}_{}_{}", safe_name(&model), bench.name(), self.mode))
+        });
+        let files = write_run(&out, &run).map_err(|e| anyhow!(e))?;
+        let a = run.summary.accuracy;
+        println!(
+            "{model} on {} ({}): accuracy {:.1}% (95% CI {:.1}–{:.1}%), {}/{} correct, {} unparseable, {} errors",
+            bench.name(),
+            self.mode,
+            a.accuracy * 100.0,
+            a.ci_low * 100.0,
+            a.ci_high * 100.0,
+            run.summary.correct,
+            run.summary.n,
+            run.summary.unparseable,
+            run.summary.errors
+        );
+        println!("wrote {} files to {} (open report.html)", files.len(), out.display());
+        Ok(())
+    }
+}
+
+/// Arguments of `medforge report`.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    medforge report out/eval/base_medqa_gen out/eval/finetuned_medqa_gen\n  \
+    medforge report runs/step100 runs/step200 runs/step300 --out runs/report\n\n\
+    The first run is the base: model_comparison.csv gives every run's accuracy and its paired delta\n\
+    against the base with 95% bootstrap CIs; failed_questions.json counts failures across the runs;\n\
+    runs evaluated with --step draw the accuracy-over-steps chart.")]
+pub struct ReportArgs {
+    /// Run folders written by `medforge eval` (the first is the base).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Where to write the report (default: a `report` folder beside the last run).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    pub fn run(self) -> Result<()> {
+        let runs = self.runs.iter().map(|d| load_run(d).map_err(|e| anyhow!(e))).collect::<Result<Vec<_>>>()?;
+        let last = self.runs.last().expect("clap requires one");
+        let out = self.out.clone().unwrap_or_else(|| last.parent().unwrap_or(Path::new(".")).join("report"));
+        let files = write_report(&out, &runs).map_err(|e| anyhow!(e))?;
+        for r in &runs {
+            let a = r.summary.accuracy;
+            println!(
+                "{:<30} {:<12} {:<6} n={:<5} accuracy {:.1}% (95% CI {:.1}–{:.1}%)",
+                r.summary.model,
+                r.summary.benchmark,
+                r.summary.mode,
+                r.summary.n,
+                a.accuracy * 100.0,
+                a.ci_low * 100.0,
+                a.ci_high * 100.0
+            );
+        }
+        println!("wrote {} files to {} (open report.html)", files.len(), out.display());
+        Ok(())
+    }
+}

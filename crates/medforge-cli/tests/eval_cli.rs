@@ -1,0 +1,121 @@
+//! `medforge score`, `medforge eval` (against the fake OpenAI-compatible server) and `medforge report`.
+use std::path::Path;
+use std::process::{Command, Output};
+
+use medforge_llm::testing::FakeServer;
+
+fn medforge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_medforge"))
+        .args(args)
+        .env("MEDFORGE_WORDNET", "/nonexistent")
+        .output()
+        .expect("run medforge")
+}
+
+fn fixture(p: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(p).to_string_lossy().into_owned()
+}
+
+#[test]
+fn score_reports_every_metric() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let refs = tmp.path().join("refs.txt");
+    let hyps = tmp.path().join("hyps.jsonl");
+    std::fs::write(&refs, "the patient has a fever\nstart metformin today\n").expect("w");
+    std::fs::write(&hyps, "\"the patient has no fever\"\n{\"text\": \"start metformin today\"}\n").expect("w");
+    let per = tmp.path().join("per.jsonl");
+    let out = medforge(&[
+        "score",
+        "--refs",
+        refs.to_str().expect("utf8"),
+        "--hyps",
+        hyps.to_str().expect("utf8"),
+        "--json",
+        "--per-pair",
+        per.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    for k in ["bleu", "bleu1", "bleu4", "rouge1", "rougeL", "rougeLsum", "meteor", "em", "f1"] {
+        assert!(v[k].is_number(), "{k} missing in {v}");
+    }
+    assert_eq!(v["em"], serde_json::json!(0.5));
+    // Without WordNet METEOR warns and degrades.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WordNet not found"));
+    assert_eq!(std::fs::read_to_string(&per).expect("per").lines().count(), 2);
+    let bad = medforge(&[
+        "score",
+        "--refs",
+        refs.to_str().expect("u"),
+        "--hyps",
+        hyps.to_str().expect("u"),
+        "--metrics",
+        "bertscore",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bertscore is not built yet"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_and_report_write_every_file() {
+    let server = FakeServer::start().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let run1 = tmp.path().join("run1");
+    let run2 = tmp.path().join("run2");
+    for (dir, step) in [(&run1, "10"), (&run2, "20")] {
+        let out = medforge(&[
+            "eval",
+            "--endpoint",
+            &server.base_url(),
+            "--model",
+            "fake",
+            "--benchmark",
+            "medqa",
+            "--data",
+            &fixture("medqa/dev_4opt.jsonl"),
+            "--limit",
+            "12",
+            "--step",
+            step,
+            "--out",
+            dir.to_str().expect("utf8"),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("accuracy") && stdout.contains("95% CI"), "{stdout}");
+        for f in [
+            "fake_results.csv",
+            "model_comparison.csv",
+            "specialty_performance.csv",
+            "failed_questions.json",
+            "training_recommendations.json",
+            "specialty_accuracy.png",
+            "model_comparison.png",
+            "report.html",
+        ] {
+            assert!(dir.join(f).is_file(), "{f} missing");
+        }
+    }
+    assert_eq!(server.request_count(), 24);
+    let rep = tmp.path().join("rep");
+    let out =
+        medforge(&["report", run1.to_str().expect("u"), run2.to_str().expect("u"), "--out", rep.to_str().expect("u")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(rep.join("accuracy_over_steps.png").is_file());
+    let fq: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rep.join("failed_questions.json")).expect("fq")).expect("json");
+    assert_eq!(fq["evaluations"], serde_json::json!(2));
+
+    // The local-engine hook says what to do instead.
+    let out = medforge(&[
+        "eval",
+        "--model-path",
+        "m.gguf",
+        "--benchmark",
+        "medqa",
+        "--data",
+        &fixture("medqa/dev_4opt.jsonl"),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("local inference engine is not built"));
+}

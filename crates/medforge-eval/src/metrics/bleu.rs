@@ -230,41 +230,103 @@ fn closest_ref_len(hyp_len: u64, ref_lens: &[u64]) -> u64 {
     best.map(|b| b.1).unwrap_or(0)
 }
 
-/// Sorted n-gram keys of one token sequence (n <= 4), for merge-counting.
-fn sorted_keys(toks: &[u32], max_order: usize, bits: u32, out: &mut Vec<u128>) {
+/// An unsigned key type n-grams are packed into.
+trait Key: Copy + Ord + Default + std::ops::BitOr<Output = Self> + std::ops::Shl<u32, Output = Self> {
+    const BITS: u32;
+    fn from_u32(x: u32) -> Self;
+    fn lz(self) -> u32;
+}
+impl Key for u64 {
+    const BITS: u32 = 64;
+    fn from_u32(x: u32) -> Self {
+        x as u64
+    }
+    fn lz(self) -> u32 {
+        self.leading_zeros()
+    }
+}
+impl Key for u128 {
+    const BITS: u32 = 128;
+    fn from_u32(x: u32) -> Self {
+        x as u128
+    }
+    fn lz(self) -> u32 {
+        self.leading_zeros()
+    }
+}
+
+/// Sorted n-gram keys of one token sequence (n <= 4): `id + 1` in `bits`-wide lanes, so n-grams of
+/// different lengths never collide.
+///
+/// Keys are sorted wrapped in [`Local`], a type of this crate: `sort_unstable::<u64>` could otherwise
+/// be a shared monomorphisation from a dependency built with debug assertions (3x slower here).
+fn sorted_keys<K: Key>(toks: &[u32], max_order: usize, bits: u32, out: &mut Vec<Local<K>>) {
     out.clear();
+    out.reserve(toks.len() * max_order);
     for n in 1..=max_order {
         if toks.len() < n {
             break;
         }
         for w in toks.windows(n) {
-            let mut k = 0u128;
+            let mut k = K::default();
             for (i, &id) in w.iter().enumerate() {
-                k |= ((id as u128) + 1) << (bits * i as u32);
+                k = k | (K::from_u32(id + 1) << (bits * i as u32));
             }
-            out.push(k);
+            out.push(Local(k));
         }
     }
     out.sort_unstable();
 }
 
-/// The order (0-based) of a packed key.
-#[inline]
-fn order_of(k: u128, bits: u32) -> usize {
-    (128 - k.leading_zeros()).div_ceil(bits) as usize - 1
+/// A key wrapped in a type of this crate (see [`sorted_keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Local<K>(K);
+
+/// Clipped matches per order from two sorted key lists.
+fn merge_counts<K: Key>(hk: &[Local<K>], rk: &[Local<K>], bits: u32, st: &mut BleuStats) {
+    let (mut i, mut j) = (0, 0);
+    while i < hk.len() {
+        let k = hk[i];
+        let mut c = 0u64;
+        while i < hk.len() && hk[i] == k {
+            c += 1;
+            i += 1;
+        }
+        while j < rk.len() && rk[j] < k {
+            j += 1;
+        }
+        let mut rc = 0u64;
+        while j < rk.len() && rk[j] == k {
+            rc += 1;
+            j += 1;
+        }
+        let o = (K::BITS - k.0.lz()).div_ceil(bits) as usize - 1;
+        st.total[o] += c;
+        st.correct[o] += c.min(rc);
+    }
 }
 
 /// Statistics of one hypothesis against its references.
 pub fn segment_stats(cfg: &BleuConfig, hyp: &str, refs: &[&str]) -> BleuStats {
     let n = cfg.max_order;
     let (h, rs): (Vec<u32>, Vec<Vec<u32>>) = if cfg.tokenizer == BleuTokenizer::Char {
-        // Every non-space character is a token and its code point is its id (no joined string).
-        let ids = |t: &str| {
+        // Every non-space character is a token (no joined string), interned to a small id.
+        let mut map: FxMap<char, u32> = FxMap::default();
+        let mut ids = |t: &str| {
             let t =
                 if cfg.lowercase { std::borrow::Cow::Owned(t.to_lowercase()) } else { std::borrow::Cow::Borrowed(t) };
-            py_rstrip(&t).chars().filter(|&c| !super::pysplit::is_py_space(c)).map(|c| c as u32).collect::<Vec<u32>>()
+            py_rstrip(&t)
+                .chars()
+                .filter(|&c| !super::pysplit::is_py_space(c))
+                .map(|c| {
+                    let n = map.len() as u32;
+                    *map.entry(c).or_insert(n)
+                })
+                .collect::<Vec<u32>>()
         };
-        (ids(hyp), refs.iter().map(|r| ids(r)).collect())
+        let h = ids(hyp);
+        let rs = refs.iter().map(|r| ids(r)).collect();
+        (h, rs)
     } else {
         let hyp_t = preprocess(cfg, hyp);
         let refs_t: Vec<String> = refs.iter().map(|r| preprocess(cfg, r)).collect();
@@ -278,31 +340,19 @@ pub fn segment_stats(cfg: &BleuConfig, hyp: &str, refs: &[&str]) -> BleuStats {
     st.ref_len = closest_ref_len(st.sys_len, &ref_lens);
     let max_id = h.iter().chain(rs.iter().flatten()).copied().max().unwrap_or(0) as u64 + 1;
     let bits = 64 - max_id.leading_zeros();
-    if n <= 4 && bits * 4 <= 128 && rs.len() == 1 {
+    if n <= 4 && bits * 4 <= 64 && rs.len() == 1 {
         // One reference: merge two sorted key lists.
         let (mut hk, mut rk) = (Vec::new(), Vec::new());
-        sorted_keys(&h, n, bits, &mut hk);
-        sorted_keys(&rs[0], n, bits, &mut rk);
-        let (mut i, mut j) = (0, 0);
-        while i < hk.len() {
-            let k = hk[i];
-            let mut c = 0u64;
-            while i < hk.len() && hk[i] == k {
-                c += 1;
-                i += 1;
-            }
-            while j < rk.len() && rk[j] < k {
-                j += 1;
-            }
-            let mut rc = 0u64;
-            while j < rk.len() && rk[j] == k {
-                rc += 1;
-                j += 1;
-            }
-            let o = order_of(k, bits);
-            st.total[o] += c;
-            st.correct[o] += c.min(rc);
-        }
+        sorted_keys::<u64>(&h, n, bits, &mut hk);
+        sorted_keys::<u64>(&rs[0], n, bits, &mut rk);
+        merge_counts(&hk, &rk, bits, &mut st);
+        return st;
+    }
+    if n <= 4 && bits * 4 <= 128 && rs.len() == 1 {
+        let (mut hk, mut rk) = (Vec::new(), Vec::new());
+        sorted_keys::<u128>(&h, n, bits, &mut hk);
+        sorted_keys::<u128>(&rs[0], n, bits, &mut rk);
+        merge_counts(&hk, &rk, bits, &mut st);
         return st;
     }
     let mut ref_max: FxMap<&[u32], u64> = FxMap::default();
@@ -465,19 +515,28 @@ fn sub2(s: &[char], m: impl Fn(char, char) -> bool, r: impl Fn(char, char, &mut 
 }
 
 /// Unicode general-category ranges (from regex-syntax's tables, the same the `regex` crate uses).
-struct Cat(Vec<(char, char)>);
+struct Cat(Vec<(char, char)>, [bool; 128]);
 impl Cat {
     fn new(class: &str) -> Cat {
         let hir = regex_syntax::parse(class).expect("class");
         match hir.kind() {
             regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(c)) => {
-                Cat(c.ranges().iter().map(|r| (r.start(), r.end())).collect())
+                let ranges: Vec<(char, char)> = c.ranges().iter().map(|r| (r.start(), r.end())).collect();
+                let mut ascii = [false; 128];
+                for (i, a) in ascii.iter_mut().enumerate() {
+                    let ch = i as u8 as char;
+                    *a = ranges.iter().any(|&(lo, hi)| lo <= ch && ch <= hi);
+                }
+                Cat(ranges, ascii)
             }
             _ => unreachable!("a Unicode class"),
         }
     }
     #[inline]
     fn has(&self, c: char) -> bool {
+        if c.is_ascii() {
+            return self.1[c as usize];
+        }
         self.0
             .binary_search_by(|&(a, b)| {
                 if c < a {

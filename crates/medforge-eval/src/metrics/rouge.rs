@@ -202,7 +202,8 @@ fn summary_lcs(refs: &[Vec<u32>], cans: &[Vec<u32>]) -> PRF {
         for c in cans {
             lcs_ind(r, c, &mut idx);
         }
-        idx.sort_unstable();
+        // A closure keeps this sort's instantiation in this crate (see bleu::sorted_keys).
+        idx.sort_unstable_by(|a, b| a.cmp(b));
         idx.dedup();
         for &i in &idx {
             let t = r[i];
@@ -219,17 +220,17 @@ fn summary_lcs(refs: &[Vec<u32>], cans: &[Vec<u32>]) -> PRF {
 
 /// ROUGE-1, -2, -L and -Lsum of `prediction` against `target` (rouge-score's `score(target, prediction)`).
 pub fn rouge(cfg: &RougeConfig, target: &str, prediction: &str) -> RougeScores {
-    let tt = tokenize(cfg, target);
-    let pt = tokenize(cfg, prediction);
+    // Lines are split on "\n", which both tokenizers treat as a separator, so the whole text's
+    // tokens are the lines' tokens in order: tokenize once per line.
     let sents =
         |s: &str| -> Vec<Vec<String>> { s.split('\n').filter(|x| !x.is_empty()).map(|x| tokenize(cfg, x)).collect() };
     let ts = sents(target);
     let ps = sents(prediction);
     let mut ids = Ids(FxMap::default());
-    let t = ids.of(&tt);
-    let p = ids.of(&pt);
     let tsi: Vec<Vec<u32>> = ts.iter().map(|s| ids.of(s)).collect();
     let psi: Vec<Vec<u32>> = ps.iter().map(|s| ids.of(s)).collect();
+    let t: Vec<u32> = tsi.concat();
+    let p: Vec<u32> = psi.concat();
     let rouge_l = if t.is_empty() || p.is_empty() {
         PRF::default()
     } else {

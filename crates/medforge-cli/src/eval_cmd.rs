@@ -10,6 +10,7 @@ use medforge_eval::metrics::rouge::{rouge, RougeConfig, RougeTokenizer};
 use medforge_eval::metrics::squad::{exact_match, token_f1};
 use medforge_eval::report::{load_run, safe_name, summarize, write_report, write_run};
 use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, CompletionsLogLik, LogLikelihood};
+use medforge_eval::scores::{hierarchy, korean_proficiency, reasoning_format};
 use medforge_llm::backend::{Backend, GenParams};
 use serde_json::{json, Value};
 
@@ -35,7 +36,9 @@ pub struct ScoreArgs {
     /// A JSONL of {"ref": .., "hyp": ..} objects instead of --refs/--hyps.
     #[arg(long, conflicts_with_all = ["refs", "hyps"])]
     pairs: Option<PathBuf>,
-    /// Comma-separated: bleu, rouge, meteor, em, f1 (bertscore is not built yet).
+    /// Comma-separated: bleu, rouge, meteor, em, f1; the seed's hypothesis-only scores format (reasoning
+    /// format), hierarchy (depth >= 3, <= 5 items per level) and korean (Hangul ratio, term coverage
+    /// with --terms). bertscore is not built yet.
     #[arg(long, default_value = "bleu,rouge,meteor,em,f1")]
     metrics: String,
     /// sacrebleu tokenizer: 13a, intl, char or none.
@@ -50,6 +53,12 @@ pub struct ScoreArgs {
     /// A WordNet dict folder for METEOR's synonym stage.
     #[arg(long)]
     wordnet: Option<PathBuf>,
+    /// Medical term list (one per line) for the korean score's term coverage.
+    #[arg(long)]
+    terms: Option<PathBuf>,
+    /// Options per item for the reasoning-format score's A)..E) analysis.
+    #[arg(long, default_value_t = 5)]
+    options: usize,
     /// Write every pair's scores here (JSONL).
     #[arg(long)]
     per_pair: Option<PathBuf>,
@@ -117,9 +126,9 @@ impl ScoreArgs {
             self.metrics.split(',').map(|m| m.trim().to_ascii_lowercase()).filter(|m| !m.is_empty()).collect();
         for m in &metrics {
             match m.as_str() {
-                "bleu" | "rouge" | "meteor" | "em" | "f1" => {}
+                "bleu" | "rouge" | "meteor" | "em" | "f1" | "format" | "hierarchy" | "korean" => {}
                 "bertscore" => bail!("bertscore is not built yet in this medforge (it needs the candle encoder); use bleu,rouge,meteor,em,f1"),
-                other => bail!("unknown metric `{other}`: use bleu, rouge, meteor, em, f1"),
+                other => bail!("unknown metric `{other}`: use bleu, rouge, meteor, em, f1, format, hierarchy, korean"),
             }
         }
         let has = |m: &str| metrics.iter().any(|x| x == m);
@@ -184,6 +193,45 @@ impl ScoreArgs {
                     p.insert(name.into(), json!(x));
                 }
                 summary.insert(name.into(), json!(mean(&v)));
+            }
+        }
+        if has("format") {
+            let v: Vec<f64> = hyps.iter().map(|h| reasoning_format(h, self.options).score).collect();
+            for (p, x) in per.iter_mut().zip(&v) {
+                p.insert("format".into(), json!(x));
+            }
+            summary.insert("format".into(), json!(mean(&v)));
+        }
+        if has("hierarchy") {
+            let v: Vec<_> = hyps.iter().map(|h| hierarchy(h)).collect();
+            for (p, x) in per.iter_mut().zip(&v) {
+                p.insert("hierarchy".into(), json!(x.score));
+                p.insert("hierarchy_compliant".into(), json!(x.compliant));
+            }
+            summary.insert("hierarchy".into(), json!(mean(&v.iter().map(|x| x.score).collect::<Vec<_>>())));
+            summary.insert(
+                "hierarchy_compliant_share".into(),
+                json!(v.iter().filter(|x| x.compliant).count() as f64 / n.max(1) as f64),
+            );
+        }
+        if has("korean") {
+            let terms = match &self.terms {
+                Some(t) => Some(
+                    medforge_text::lang::TermList::from_file(t).with_context(|| format!("reading {}", t.display()))?,
+                ),
+                None => None,
+            };
+            let v: Vec<_> = hyps.iter().map(|h| korean_proficiency(h, terms.as_ref())).collect();
+            for (p, x) in per.iter_mut().zip(&v) {
+                p.insert("hangul_ratio".into(), json!(x.hangul_ratio));
+                if let Some(c) = x.term_coverage {
+                    p.insert("term_coverage".into(), json!(c));
+                }
+            }
+            summary.insert("hangul_ratio".into(), json!(mean(&v.iter().map(|x| x.hangul_ratio).collect::<Vec<_>>())));
+            if terms.is_some() {
+                let c: Vec<f64> = v.iter().filter_map(|x| x.term_coverage).collect();
+                summary.insert("term_coverage".into(), json!(mean(&c)));
             }
         }
         if let Some(p) = &self.per_pair {

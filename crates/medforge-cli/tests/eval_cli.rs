@@ -43,6 +43,28 @@ fn score_reports_every_metric() {
     // Without WordNet METEOR warns and degrades.
     assert!(String::from_utf8_lossy(&out.stderr).contains("WordNet not found"));
     assert_eq!(std::fs::read_to_string(&per).expect("per").lines().count(), 2);
+    let ko = tmp.path().join("ko.jsonl");
+    std::fs::write(&ko, "\"<reasoning>\\n첫째, 환자는 흉통을 호소한다.\\n</reasoning>\"\n").expect("w");
+    let terms = tmp.path().join("terms.txt");
+    std::fs::write(&terms, "흉통\n").expect("w");
+    let out = medforge(&[
+        "score",
+        "--refs",
+        ko.to_str().expect("u"),
+        "--hyps",
+        ko.to_str().expect("u"),
+        "--metrics",
+        "format,hierarchy,korean",
+        "--terms",
+        terms.to_str().expect("u"),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["format"].as_f64().expect("format") > 0.3, "{v}");
+    assert!(v["hangul_ratio"].as_f64().expect("ratio") > 0.3, "{v}");
+    assert!(v["term_coverage"].as_f64().expect("coverage") > 0.0, "{v}");
+    assert!(v["hierarchy"].is_number());
     let bad = medforge(&[
         "score",
         "--refs",

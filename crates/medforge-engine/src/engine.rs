@@ -1,0 +1,518 @@
+//! The engine: a model, its tokenizer and chat template, and what runs on them (generation, log-likelihood,
+//! perplexity). Single-threaded by design (`&mut self`); [`crate::LocalBackend`] and the server put it behind a
+//! mutex and run it off the async runtime.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::quantized::GgmlDType;
+use candle_core::Device;
+use medforge_text::chat::{CompiledTemplate, Message};
+use serde::Serialize;
+use tokenizers::Tokenizer;
+
+use crate::gguf::{self, Gguf};
+use crate::llama::{target_logprobs, KvCache, Llama, LlamaConfig, Weights};
+use crate::sampling::{Sampler, SamplingParams};
+use crate::{EngineError, Result};
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Requantise GGUF weights at load time (`q8_0`, `q4_0`): candle has SIMD kernels for these, not for Q4_1.
+    pub requant: Option<String>,
+    /// A tokenizer.json to use instead of the one in the model.
+    pub tokenizer: Option<PathBuf>,
+    /// The name the model is served under (default: the file or folder name).
+    pub name: Option<String>,
+}
+
+pub fn parse_requant(s: &str) -> Result<GgmlDType> {
+    match s.to_ascii_lowercase().as_str() {
+        "q8_0" => Ok(GgmlDType::Q8_0),
+        "q4_0" => Ok(GgmlDType::Q4_0),
+        "q4_1" => Ok(GgmlDType::Q4_1),
+        "q5_0" => Ok(GgmlDType::Q5_0),
+        "q4k" | "q4_k" => Ok(GgmlDType::Q4K),
+        "q6k" | "q6_k" => Ok(GgmlDType::Q6K),
+        "f16" => Ok(GgmlDType::F16),
+        other => Err(EngineError::Unsupported(format!("requantisation to `{other}` (use q8_0, q4_0, q4_1, q4k, q6k)"))),
+    }
+}
+
+/// Generation settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateParams {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+    /// Return the log-probability of each generated token and this many alternatives (0 = none).
+    pub logprobs: Option<usize>,
+    /// Keep going past EOS / end-of-turn tokens (benchmarks and reference comparisons).
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            logprobs: None,
+            ignore_eos: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub id: u32,
+    pub logprob: f32,
+    pub top: Vec<(String, f32)>,
+}
+
+/// A finished generation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub prompt_tokens: usize,
+    /// `stop` (EOS or a stop string) or `length`.
+    pub finish_reason: String,
+    pub logprobs: Vec<TokenLogprob>,
+    /// Seconds spent on the prompt and on the generated tokens.
+    pub prompt_secs: f64,
+    pub decode_secs: f64,
+}
+
+/// A loaded model ready to run.
+pub struct Engine {
+    pub name: String,
+    pub path: PathBuf,
+    model: Llama,
+    tokenizer: Tokenizer,
+    template: Option<CompiledTemplate>,
+    pub template_source: Option<String>,
+    bos: Option<(u32, String)>,
+    add_bos: bool,
+    stop_ids: Vec<u32>,
+    cache: KvCache,
+    /// The tokens whose keys/values are in `cache`, for prefix reuse between calls.
+    cached: Vec<u32>,
+}
+
+/// End-of-turn markers that end a chat answer whatever the EOS id says.
+const EOT_TOKENS: [&str; 6] = ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|end|>"];
+
+impl Engine {
+    /// Load a GGUF file, or a Hugging Face folder (config.json, *.safetensors, tokenizer.json).
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        let device = Device::Cpu;
+        let name = opts.name.clone().unwrap_or_else(|| {
+            path.file_name().map(|n| n.to_string_lossy().trim_end_matches(".gguf").to_string()).unwrap_or_default()
+        });
+        if path.is_dir() {
+            return Self::load_hf(path, opts, name, &device);
+        }
+        let mut g = Gguf::open(path)?;
+        let config = LlamaConfig::from_gguf(&g)?;
+        let tokenizer = match &opts.tokenizer {
+            Some(p) => load_tokenizer_file(p)?,
+            None => {
+                let json = gguf::tokenizer_json(&g)?;
+                Tokenizer::from_bytes(serde_json::to_vec(&json)?)
+                    .map_err(|e| EngineError::Format(format!("tokenizer from GGUF metadata: {e}")))?
+            }
+        };
+        let tokens = g.strings("tokenizer.ggml.tokens").unwrap_or_default();
+        let tok_text = |id: Option<u64>| id.and_then(|i| tokens.get(i as usize).map(|t| (i as u32, t.clone())));
+        let bos = tok_text(g.int("tokenizer.ggml.bos_token_id"));
+        let eos = tok_text(g.int("tokenizer.ggml.eos_token_id"));
+        let add_bos = g.int("tokenizer.ggml.add_bos_token").map(|v| v != 0).unwrap_or(false);
+        let template_source = g.str("tokenizer.chat_template");
+        let requant = opts.requant.as_deref().map(parse_requant).transpose()?;
+        let model = Llama::load(config, &mut Weights::Gguf { file: &mut g, requant }, &device)?;
+        Self::assemble(name, path, model, tokenizer, template_source, bos, eos, add_bos)
+    }
+
+    fn load_hf(dir: &Path, opts: &LoadOptions, name: String, device: &Device) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cfg_path).map_err(|e| EngineError::io(&cfg_path, e))?)?;
+        let config = LlamaConfig::from_hf_config(&cfg)?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| EngineError::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors") && !p.to_string_lossy().contains("adapter"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(EngineError::Format(format!("{}: no *.safetensors", dir.display())));
+        }
+        let mut map = std::collections::HashMap::new();
+        for f in &files {
+            map.extend(candle_core::safetensors::load(f, device)?);
+        }
+        let tok_path = opts.tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json"));
+        let tokenizer = load_tokenizer_file(&tok_path)?;
+        let tc_path = dir.join("tokenizer_config.json");
+        let tc: serde_json::Value = std::fs::read(&tc_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let special = |key: &str| -> Option<(u32, String)> {
+            let v = &tc[key];
+            let text = v.as_str().or_else(|| v["content"].as_str())?.to_string();
+            Some((tokenizer.token_to_id(&text)?, text))
+        };
+        let bos = special("bos_token");
+        let eos = special("eos_token").or_else(|| {
+            let id = cfg["eos_token_id"].as_u64()? as u32;
+            Some((id, tokenizer.id_to_token(id)?))
+        });
+        let add_bos = tc["add_bos_token"].as_bool().unwrap_or(false);
+        let template_source = tc["chat_template"].as_str().map(str::to_string);
+        let model = Llama::load(config, &mut Weights::Safetensors(map), device)?;
+        Self::assemble(name, dir, model, tokenizer, template_source, bos, eos, add_bos)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        name: String,
+        path: &Path,
+        model: Llama,
+        tokenizer: Tokenizer,
+        template_source: Option<String>,
+        bos: Option<(u32, String)>,
+        eos: Option<(u32, String)>,
+        add_bos: bool,
+    ) -> Result<Self> {
+        let mut stop_ids: Vec<u32> = eos.iter().map(|(i, _)| *i).collect();
+        for t in EOT_TOKENS {
+            if let Some(id) = tokenizer.token_to_id(t) {
+                if !stop_ids.contains(&id) {
+                    stop_ids.push(id);
+                }
+            }
+        }
+        let template = match &template_source {
+            Some(src) => Some(CompiledTemplate::new(
+                src,
+                bos.as_ref().map(|b| b.1.as_str()).unwrap_or(""),
+                eos.as_ref().map(|e| e.1.as_str()).unwrap_or(""),
+            )?),
+            None => None,
+        };
+        let cache = model.new_cache();
+        Ok(Engine {
+            name,
+            path: path.to_path_buf(),
+            model,
+            tokenizer,
+            template,
+            template_source,
+            bos,
+            add_bos,
+            stop_ids,
+            cache,
+            cached: Vec::new(),
+        })
+    }
+
+    /// Forget the KV cache (the next call runs its whole prompt).
+    pub fn reset_cache(&mut self) {
+        self.cache.truncate(0);
+        self.cached.clear();
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.model.config
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.model.config.context_length
+    }
+
+    /// Render a conversation with the model's chat template (with the assistant header appended).
+    pub fn render_chat(&self, messages: &[Message]) -> Result<String> {
+        let t = self.template.as_ref().ok_or_else(|| {
+            EngineError::Unsupported(format!("model `{}` has no chat template; use completions", self.name))
+        })?;
+        Ok(t.render(messages, true)?)
+    }
+
+    /// Token ids of a prompt: special tokens written in the text (`<|im_start|>`) are recognised, and BOS is added
+    /// when the model wants one and the text does not already start with it.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.encode(text)?;
+        if self.add_bos {
+            if let Some((id, s)) = &self.bos {
+                if !text.starts_with(s.as_str()) {
+                    ids.insert(0, *id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Token ids of a text, nothing added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.tokenizer.encode(text, false).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+
+    fn token_text(&self, id: u32) -> String {
+        self.tokenizer.decode(&[id], false).unwrap_or_default()
+    }
+
+    /// Feed `ids` reusing the longest cached prefix (at most `reuse_max` tokens of it); returns the hidden states of
+    /// the positions actually run, and the index of the first of them.
+    fn feed(&mut self, ids: &[u32], reuse_max: usize) -> Result<(candle_core::Tensor, usize)> {
+        let common = self.cached.iter().zip(ids).take_while(|(a, b)| a == b).count();
+        let reuse = common.min(reuse_max).min(ids.len().saturating_sub(1));
+        self.cache.truncate(reuse);
+        self.cached.truncate(reuse);
+        let hidden = self.run(&ids[reuse..])?;
+        Ok((hidden, reuse))
+    }
+
+    /// Forward new tokens at the end of the cache, in chunks, returning the hidden states of all of them.
+    fn run(&mut self, ids: &[u32]) -> Result<candle_core::Tensor> {
+        const CHUNK: usize = 512;
+        let mut parts = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let h = self.model.forward(chunk, &mut self.cache).inspect_err(|_| {
+                self.cached.truncate(self.cache.len.min(self.cached.len()));
+            })?;
+            self.cached.extend_from_slice(chunk);
+            parts.push(h);
+        }
+        Ok(candle_core::Tensor::cat(&parts, 0)?)
+    }
+
+    /// Generate from a prompt of token ids. `on_text` receives each new piece of text as it becomes final (never a
+    /// partial UTF-8 character, never text that may turn out to be the start of a stop string) and returns `false`
+    /// to stop early.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        if prompt.is_empty() {
+            return Err(EngineError::BadInput("empty prompt".into()));
+        }
+        let limit = self.context_length();
+        if prompt.len() >= limit {
+            return Err(EngineError::ContextOverflow { needed: prompt.len() + 1, limit });
+        }
+        let max_tokens = params.max_tokens.min(limit - prompt.len());
+        let t0 = Instant::now();
+        let (hidden, _) = self.feed(prompt, usize::MAX)?;
+        let mut logits = self.model.last_logits(&hidden)?;
+        let prompt_secs = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let mut sampler = Sampler::new(params.sampling.clone());
+        let mut out: Vec<u32> = Vec::new();
+        let mut logprobs = Vec::new();
+        let mut text = String::new();
+        let mut emitted = 0usize;
+        let mut finish = "length";
+        let max_stop = params.stop.iter().map(|s| s.len()).max().unwrap_or(0);
+        while out.len() < max_tokens {
+            let next = sampler.sample(&logits);
+            if !params.ignore_eos && self.stop_ids.contains(&next) {
+                finish = "stop";
+                break;
+            }
+            if let Some(n) = params.logprobs {
+                logprobs.push(self.logprob_entry(&logits, next, n));
+            }
+            out.push(next);
+            text = self.decode(&out)?;
+            if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                text.truncate(cut);
+                finish = "stop";
+                break;
+            }
+            // Emit what can no longer change: not an incomplete character, not a possible stop-string start.
+            if !text.ends_with('\u{FFFD}') {
+                let mut safe = text.len();
+                if max_stop > 0 {
+                    for k in (1..=max_stop.min(text.len())).rev() {
+                        let start = text.len() - k;
+                        if text.is_char_boundary(start) && params.stop.iter().any(|s| s.starts_with(&text[start..])) {
+                            safe = start;
+                            break;
+                        }
+                    }
+                }
+                if safe > emitted {
+                    if !on_text(&text[emitted..safe]) {
+                        emitted = safe;
+                        finish = "stop";
+                        break;
+                    }
+                    emitted = safe;
+                }
+            }
+            if out.len() >= max_tokens {
+                break;
+            }
+            let h = self.run(&[next])?;
+            logits = self.model.last_logits(&h)?;
+        }
+        if text.len() > emitted {
+            on_text(&text[emitted..]);
+        }
+        Ok(Generation {
+            text,
+            tokens: out,
+            prompt_tokens: prompt.len(),
+            finish_reason: finish.to_string(),
+            logprobs,
+            prompt_secs,
+            decode_secs: t1.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn logprob_entry(&self, logits: &[f32], chosen: u32, top_n: usize) -> TokenLogprob {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+        let mut top: Vec<(u32, f32)> = Vec::new();
+        if top_n > 0 {
+            let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+            let n = top_n.min(idx.len());
+            idx.select_nth_unstable_by(n - 1, |a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
+            idx.truncate(n);
+            idx.sort_by(|a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
+            top = idx.into_iter().map(|i| (i, logits[i as usize] - lse)).collect();
+        }
+        TokenLogprob {
+            token: self.token_text(chosen),
+            id: chosen,
+            logprob: logits[chosen as usize] - lse,
+            top: top.into_iter().map(|(i, l)| (self.token_text(i), l)).collect(),
+        }
+    }
+
+    /// Greedy/sampled generation from a chat conversation.
+    pub fn chat(
+        &mut self,
+        messages: &[Message],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let prompt = self.render_chat(messages)?;
+        let ids = self.encode_prompt(&prompt)?;
+        self.generate(&ids, params, on_text)
+    }
+
+    /// Log-probabilities of `tokens[from..]`, each given the tokens before it (`from >= 1`).
+    pub fn score_tokens(&mut self, tokens: &[u32], from: usize) -> Result<Vec<f32>> {
+        if from == 0 || from > tokens.len() {
+            return Err(EngineError::BadInput("score_tokens needs 1 <= from <= len".into()));
+        }
+        if tokens.len() > self.context_length() {
+            return Err(EngineError::ContextOverflow { needed: tokens.len(), limit: self.context_length() });
+        }
+        let (hidden, start) = self.feed(tokens, from - 1)?;
+        // hidden row r is position start + r; position p predicts token p + 1.
+        let mut out = Vec::with_capacity(tokens.len() - from);
+        let first_row = from - 1 - start;
+        let rows = tokens.len() - from;
+        let mut r = 0;
+        while r < rows {
+            let n = (rows - r).min(128);
+            let logits = self.model.logits(&hidden.narrow(0, first_row + r, n)?)?;
+            out.extend(target_logprobs(&logits, &tokens[from + r..from + r + n])?);
+            r += n;
+        }
+        Ok(out)
+    }
+
+    /// Log-likelihood of `continuation` after `context` (lm-eval style: the continuation's tokens are those of
+    /// `context + continuation` after the context's), and whether it is the greedy continuation.
+    pub fn loglikelihood(&mut self, context: &str, continuation: &str) -> Result<LogLikelihood> {
+        let ctx = self.encode_prompt(context)?;
+        let whole = self.encode_prompt(&format!("{context}{continuation}"))?;
+        let (ctx_len, tokens) = if whole.starts_with(&ctx) && whole.len() > ctx.len() {
+            (ctx.len(), whole)
+        } else {
+            let mut t = ctx.clone();
+            t.extend(self.encode(continuation)?);
+            (ctx.len(), t)
+        };
+        if ctx_len == 0 {
+            return Err(EngineError::BadInput("empty context (and the model adds no BOS)".into()));
+        }
+        if tokens.len() == ctx_len {
+            return Err(EngineError::BadInput("empty continuation".into()));
+        }
+        let (hidden, start) = self.feed(&tokens, ctx_len - 1)?;
+        let first_row = ctx_len - 1 - start;
+        let rows = tokens.len() - ctx_len;
+        let logits = self.model.logits(&hidden.narrow(0, first_row, rows)?)?;
+        let targets = &tokens[ctx_len..];
+        let lp = target_logprobs(&logits, targets)?;
+        let greedy: Vec<u32> = logits.argmax(candle_core::D::Minus1)?.to_vec1()?;
+        Ok(LogLikelihood {
+            logprob: lp.iter().map(|&x| x as f64).sum(),
+            tokens: rows,
+            is_greedy: greedy.as_slice() == targets,
+        })
+    }
+
+    /// Perplexity of a text: exp of the mean negative log-likelihood of every token after the first, in windows of
+    /// the context length.
+    pub fn perplexity(&mut self, text: &str) -> Result<Perplexity> {
+        let ids = self.encode_prompt(text)?;
+        self.perplexity_of_tokens(&ids)
+    }
+
+    pub fn perplexity_of_tokens(&mut self, ids: &[u32]) -> Result<Perplexity> {
+        if ids.len() < 2 {
+            return Err(EngineError::BadInput("perplexity needs at least two tokens".into()));
+        }
+        let mut nll = 0.0f64;
+        let mut n = 0usize;
+        for window in ids.chunks(self.context_length()) {
+            if window.len() < 2 {
+                continue;
+            }
+            for lp in self.score_tokens(window, 1)? {
+                nll -= lp as f64;
+                n += 1;
+            }
+        }
+        Ok(Perplexity { perplexity: (nll / n as f64).exp(), nll, tokens: n })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LogLikelihood {
+    pub logprob: f64,
+    pub tokens: usize,
+    pub is_greedy: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Perplexity {
+    pub perplexity: f64,
+    /// Sum of negative log-likelihoods (nats) and the number of tokens scored.
+    pub nll: f64,
+    pub tokens: usize,
+}
+
+fn load_tokenizer_file(p: &Path) -> Result<Tokenizer> {
+    Tokenizer::from_file(p).map_err(|e| EngineError::Format(format!("{}: {e}", p.display())))
+}

@@ -1,0 +1,221 @@
+//! GGUF files: metadata access, a summary for `medforge model inspect`, and the tokenizer and chat template
+//! stored in the metadata.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use serde::Serialize;
+
+use crate::{EngineError, Result};
+
+/// An opened GGUF file: its parsed header, and a reader positioned anywhere.
+pub struct Gguf {
+    pub content: Content,
+    pub reader: BufReader<File>,
+}
+
+impl Gguf {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader)
+            .map_err(|e| EngineError::Format(format!("{}: not a readable GGUF file: {e}", path.display())))?;
+        Ok(Gguf { content, reader })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    pub fn str(&self, key: &str) -> Option<String> {
+        self.get(key).and_then(|v| v.to_string().ok()).cloned()
+    }
+
+    /// An integer of any GGUF integer type.
+    pub fn int(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(value_int)
+    }
+
+    pub fn float(&self, key: &str) -> Option<f64> {
+        match self.get(key)? {
+            Value::F32(v) => Some(*v as f64),
+            Value::F64(v) => Some(*v),
+            v => value_int(v).map(|i| i as f64),
+        }
+    }
+
+    pub fn arch(&self) -> Result<String> {
+        self.str("general.architecture").ok_or_else(|| EngineError::Format("GGUF has no general.architecture".into()))
+    }
+
+    /// `{arch}.{key}`, required.
+    pub fn arch_int(&self, arch: &str, key: &str) -> Result<u64> {
+        self.int(&format!("{arch}.{key}")).ok_or_else(|| EngineError::Format(format!("GGUF has no {arch}.{key}")))
+    }
+
+    pub fn strings(&self, key: &str) -> Option<Vec<String>> {
+        let list = self.get(key)?.to_vec().ok()?;
+        list.iter().map(|v| v.to_string().ok().cloned()).collect()
+    }
+
+    pub fn ints(&self, key: &str) -> Option<Vec<u64>> {
+        let list = self.get(key)?.to_vec().ok()?;
+        list.iter().map(value_int).collect()
+    }
+
+    /// Number of elements of a tensor, from its header.
+    pub fn tensor_elems(&self, name: &str) -> Option<usize> {
+        self.content.tensor_infos.get(name).map(|t| t.shape.elem_count())
+    }
+}
+
+fn value_int(v: &Value) -> Option<u64> {
+    match v {
+        Value::U8(x) => Some(*x as u64),
+        Value::I8(x) => u64::try_from(*x).ok(),
+        Value::U16(x) => Some(*x as u64),
+        Value::I16(x) => u64::try_from(*x).ok(),
+        Value::U32(x) => Some(*x as u64),
+        Value::I32(x) => u64::try_from(*x).ok(),
+        Value::U64(x) => Some(*x),
+        Value::I64(x) => u64::try_from(*x).ok(),
+        Value::Bool(b) => Some(*b as u64),
+        _ => None,
+    }
+}
+
+/// What `medforge model inspect` prints for a model file or folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub path: String,
+    pub format: String,
+    pub architecture: String,
+    pub name: Option<String>,
+    pub parameters: u64,
+    /// The dominant weight type (`Q4_1`, `F32`, ...), and a count of tensors per type.
+    pub quantization: String,
+    pub tensor_types: BTreeMap<String, usize>,
+    pub layers: Option<u64>,
+    pub hidden_size: Option<u64>,
+    pub heads: Option<u64>,
+    pub kv_heads: Option<u64>,
+    pub context_length: Option<u64>,
+    pub vocab_size: Option<usize>,
+    pub tokenizer: Option<String>,
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+    pub chat_template: Option<String>,
+    pub file_bytes: u64,
+}
+
+/// Summarise a GGUF file.
+pub fn inspect_gguf(path: &Path) -> Result<ModelInfo> {
+    let g = Gguf::open(path)?;
+    let arch = g.arch()?;
+    let mut types: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_elems: BTreeMap<String, u64> = BTreeMap::new();
+    let mut params = 0u64;
+    for info in g.content.tensor_infos.values() {
+        let n = info.shape.elem_count() as u64;
+        params += n;
+        let t = format!("{:?}", info.ggml_dtype);
+        *types.entry(t.clone()).or_default() += 1;
+        *by_elems.entry(t).or_default() += n;
+    }
+    let quantization = by_elems.iter().max_by_key(|(_, n)| **n).map(|(t, _)| t.clone()).unwrap_or_default();
+    let tokens = g.strings("tokenizer.ggml.tokens");
+    let token = |key: &str| -> Option<String> {
+        let id = g.int(key)? as usize;
+        tokens.as_ref()?.get(id).cloned()
+    };
+    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    Ok(ModelInfo {
+        path: path.display().to_string(),
+        format: "gguf".into(),
+        name: g.str("general.name"),
+        parameters: params,
+        quantization,
+        tensor_types: types,
+        layers: g.int(&format!("{arch}.block_count")),
+        hidden_size: g.int(&format!("{arch}.embedding_length")),
+        heads: g.int(&format!("{arch}.attention.head_count")),
+        kv_heads: g.int(&format!("{arch}.attention.head_count_kv")),
+        context_length: g.int(&format!("{arch}.context_length")),
+        vocab_size: tokens.as_ref().map(|t| t.len()),
+        tokenizer: g.str("tokenizer.ggml.model"),
+        bos_token: token("tokenizer.ggml.bos_token_id"),
+        eos_token: token("tokenizer.ggml.eos_token_id"),
+        chat_template: g.str("tokenizer.chat_template"),
+        architecture: arch,
+        file_bytes,
+    })
+}
+
+/// A Hugging Face `tokenizer.json` (as JSON) rebuilt from the GGUF tokenizer metadata.
+///
+/// Supported: `gpt2` (byte-level BPE from tokens and merges; the pre-tokenizer regex follows
+/// `tokenizer.ggml.pre`). Control and user-defined tokens become special added tokens, so that chat markers such as
+/// `<|im_start|>` encode to one id.
+pub fn tokenizer_json(g: &Gguf) -> Result<serde_json::Value> {
+    let model = g.str("tokenizer.ggml.model").unwrap_or_default();
+    let tokens = g
+        .strings("tokenizer.ggml.tokens")
+        .ok_or_else(|| EngineError::Format("GGUF has no tokenizer.ggml.tokens".into()))?;
+    let types = g.ints("tokenizer.ggml.token_type").unwrap_or_default();
+    match model.as_str() {
+        "gpt2" => {
+            let merges = g
+                .strings("tokenizer.ggml.merges")
+                .ok_or_else(|| EngineError::Format("GGUF gpt2 tokenizer has no tokenizer.ggml.merges".into()))?;
+            let pre = g.str("tokenizer.ggml.pre").unwrap_or_else(|| "default".into());
+            Ok(byte_level_bpe_json(&tokens, &types, &merges, &pre))
+        }
+        other => Err(EngineError::Unsupported(format!(
+            "GGUF tokenizer model `{other}` (only `gpt2` byte-level BPE is rebuilt from GGUF metadata; pass a tokenizer.json)"
+        ))),
+    }
+}
+
+/// GGUF token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
+const TOKEN_CONTROL: u64 = 3;
+const TOKEN_USER_DEFINED: u64 = 4;
+
+/// A byte-level BPE tokenizer.json. `pre` is llama.cpp's pre-tokenizer name.
+pub fn byte_level_bpe_json(tokens: &[String], types: &[u64], merges: &[String], pre: &str) -> serde_json::Value {
+    use serde_json::json;
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+    let added: Vec<serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| matches!(types.get(*i), Some(&TOKEN_CONTROL) | Some(&TOKEN_USER_DEFINED)))
+        .map(|(i, t)| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                   "normalized": false, "special": types.get(i) == Some(&TOKEN_CONTROL)})
+        })
+        .collect();
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    // llama.cpp's starcoder-family pre-tokenizers (SmolLM's included) split every digit on its own before the GPT-2
+    // regex; that is HF's `Digits(individual_digits=true)` followed by `ByteLevel`.
+    let pre_tokenizer = match pre {
+        "smollm" | "starcoder" | "refact" | "codeshell" | "command-r" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level]}),
+        _ => byte_level,
+    };
+    json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges},
+    })
+}

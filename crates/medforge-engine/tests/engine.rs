@@ -1,0 +1,246 @@
+//! Engine tests on the tiny random-weight llama (no network, no shared files).
+
+use candle_core::quantized::GgmlDType;
+use medforge_engine::engine::{Engine, GenerateParams, LoadOptions};
+use medforge_engine::sampling::SamplingParams;
+use medforge_engine::{inspect, tiny};
+use medforge_text::chat::Message;
+
+struct Tiny {
+    _dir: tempfile::TempDir,
+    hf: std::path::PathBuf,
+    gguf: std::path::PathBuf,
+    q8: std::path::PathBuf,
+}
+
+fn tiny() -> Tiny {
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("tiny-hf");
+    tiny::write_hf(&hf).unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    tiny::write_gguf(&gguf, GgmlDType::F32).unwrap();
+    let q8 = dir.path().join("tiny-q8.gguf");
+    tiny::write_gguf(&q8, GgmlDType::Q8_0).unwrap();
+    Tiny { _dir: dir, hf, gguf, q8 }
+}
+
+fn load(p: &std::path::Path) -> Engine {
+    Engine::load(p, &LoadOptions::default()).unwrap()
+}
+
+const TEXT: &str = "the patient in the ward had a fever and the nurse gave her water; the doctor came at 10:30.";
+
+fn greedy(n: usize) -> GenerateParams {
+    GenerateParams { max_tokens: n, ..Default::default() }
+}
+
+#[test]
+fn gguf_with_permuted_qk_matches_the_hf_folder() {
+    let t = tiny();
+    let mut hf = load(&t.hf);
+    let mut gg = load(&t.gguf);
+    // Tokenizer rebuilt from GGUF metadata equals the tokenizer.json one, special tokens included.
+    let prompt = "<|im_start|>user\nthe heart<|im_end|>\n";
+    assert_eq!(hf.encode(prompt).unwrap(), gg.encode(prompt).unwrap());
+    assert_eq!(gg.encode("<|im_start|>").unwrap(), vec![263]);
+    let ids = hf.encode(TEXT).unwrap();
+    assert_eq!(hf.decode(&ids).unwrap(), TEXT);
+    let a = hf.score_tokens(&ids, 1).unwrap();
+    let b = gg.score_tokens(&ids, 1).unwrap();
+    assert_eq!(a.len(), ids.len() - 1);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-3, "{x} vs {y}");
+    }
+    let ga = hf.generate(&ids[..10], &greedy(20), &mut |_| true).unwrap();
+    let gb = gg.generate(&ids[..10], &greedy(20), &mut |_| true).unwrap();
+    assert_eq!(ga.tokens, gb.tokens);
+}
+
+#[test]
+fn wrong_rope_layout_would_change_the_logits() {
+    // Guard for the test above: the permutation matters, so a GGUF read with the HF rope would disagree.
+    let t = tiny();
+    let mut hf = load(&t.hf);
+    let ids = hf.encode(TEXT).unwrap();
+    let a = hf.score_tokens(&ids, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // An HF folder whose q/k rows are stored in GGUF order, read as HF: logits must differ.
+    let bad = dir.path().join("bad");
+    tiny::write_hf(&bad).unwrap();
+    let st = bad.join("model.safetensors");
+    let mut w = candle_core::safetensors::load(&st, &candle_core::Device::Cpu).unwrap();
+    for (k, v) in w.iter_mut() {
+        if k.ends_with("q_proj.weight") {
+            let (r, c) = v.dims2().unwrap();
+            *v = v.reshape((tiny::HEADS, 2, r / tiny::HEADS / 2, c)).unwrap().transpose(1, 2).unwrap();
+            *v = v.contiguous().unwrap().reshape((r, c)).unwrap();
+        }
+    }
+    candle_core::safetensors::save(&w, &st).unwrap();
+    let b = load(&bad).score_tokens(&ids, 1).unwrap();
+    let diff: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
+    assert!(diff > 0.1, "permuting q rows changed nothing ({diff})");
+}
+
+#[test]
+fn kv_cache_generation_agrees_with_full_scoring() {
+    let t = tiny();
+    let mut e = load(&t.gguf);
+    let prompt = e.encode(TEXT).unwrap();
+    let params = GenerateParams { logprobs: Some(1), ignore_eos: true, ..greedy(24) };
+    let g = e.generate(&prompt, &params, &mut |_| true).unwrap();
+    assert_eq!(g.tokens.len(), 24);
+    assert_eq!(g.finish_reason, "length");
+    // A fresh engine scoring prompt + generation in one pass (no cache) gives the same log-probabilities, and each
+    // generated token was the argmax.
+    let mut fresh = load(&t.gguf);
+    let mut all = prompt.clone();
+    all.extend(&g.tokens);
+    let lp = fresh.score_tokens(&all, prompt.len()).unwrap();
+    assert_eq!(lp.len(), 24);
+    for (i, (full, step)) in lp.iter().zip(&g.logprobs).enumerate() {
+        assert!((full - step.logprob).abs() < 1e-3, "token {i}: {full} vs {}", step.logprob);
+        assert_eq!(step.top[0].1, step.logprob, "token {i} was not the argmax");
+    }
+}
+
+#[test]
+fn prefix_reuse_gives_the_same_loglikelihoods_as_a_fresh_engine() {
+    let t = tiny();
+    let mut e = load(&t.hf);
+    let ctx = "Question: which organ pumps blood?\nAnswer:";
+    let opts = [" the heart", " the liver", " the lung", " the kidney"];
+    let warm: Vec<f64> = opts.iter().map(|o| e.loglikelihood(ctx, o).unwrap().logprob).collect();
+    for (o, w) in opts.iter().zip(&warm) {
+        let cold = load(&t.hf).loglikelihood(ctx, o).unwrap().logprob;
+        assert!((cold - w).abs() < 1e-4, "{o}: {cold} vs {w}");
+    }
+    let p = e.perplexity(TEXT).unwrap();
+    assert!(p.perplexity > 1.0 && p.perplexity.is_finite());
+    assert_eq!(p.tokens, e.encode(TEXT).unwrap().len() - 1);
+}
+
+#[test]
+fn stop_strings_max_tokens_and_seeded_sampling() {
+    let t = tiny();
+    let mut e = load(&t.hf);
+    let prompt = e.encode(TEXT).unwrap();
+    let full = e.generate(&prompt, &greedy(40), &mut |_| true).unwrap();
+    // Pick a stop string from the middle of the greedy text: the output ends right before it.
+    let chars: Vec<char> = full.text.chars().collect();
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+    let mut streamed = String::new();
+    let params = GenerateParams { stop: vec![stop.clone()], ..greedy(40) };
+    let g = e
+        .generate(&prompt, &params, &mut |t| {
+            streamed.push_str(t);
+            true
+        })
+        .unwrap();
+    assert_eq!(g.finish_reason, "stop");
+    assert!(!g.text.contains(&stop));
+    assert!(full.text.starts_with(&g.text));
+    assert_eq!(streamed, g.text, "streamed text differs from the final text");
+    let mut sampled = |seed| {
+        let p =
+            GenerateParams { sampling: SamplingParams { temperature: 1.0, top_p: 0.9, top_k: 20, seed }, ..greedy(16) };
+        e.generate(&prompt, &p, &mut |_| true).unwrap().tokens
+    };
+    let (a, b, c) = (sampled(1), sampled(1), sampled(2));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    // Early stop from the callback.
+    let mut n = 0;
+    let g = e
+        .generate(&prompt, &greedy(30), &mut |_| {
+            n += 1;
+            n < 3
+        })
+        .unwrap();
+    assert!(g.tokens.len() < 30);
+}
+
+#[test]
+fn chat_template_from_the_model_and_logprobs() {
+    let t = tiny();
+    let mut e = load(&t.gguf);
+    let rendered = e.render_chat(&[Message::system("be brief"), Message::user("hi")]).unwrap();
+    assert_eq!(
+        rendered,
+        "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let params = GenerateParams { logprobs: Some(3), ..greedy(5) };
+    let g = e.chat(&[Message::user("hi")], &params, &mut |_| true).unwrap();
+    assert_eq!(g.logprobs.len(), g.tokens.len());
+    for lp in &g.logprobs {
+        assert_eq!(lp.top.len(), 3);
+        // greedy: the chosen token is the top alternative
+        assert!((lp.top[0].1 - lp.logprob).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn requantised_and_q8_gguf_stay_close() {
+    let t = tiny();
+    let ids = load(&t.hf).encode(TEXT).unwrap();
+    let base = load(&t.gguf).perplexity_of_tokens(&ids).unwrap().perplexity;
+    let q8 = load(&t.q8).perplexity_of_tokens(&ids).unwrap().perplexity;
+    let opts = LoadOptions { requant: Some("q8_0".into()), ..Default::default() };
+    let rq = Engine::load(&t.gguf, &opts).unwrap().perplexity_of_tokens(&ids).unwrap().perplexity;
+    assert!((q8 / base - 1.0).abs() < 0.02, "q8 {q8} vs f32 {base}");
+    assert!((rq / base - 1.0).abs() < 0.02, "requant {rq} vs f32 {base}");
+}
+
+#[test]
+fn inspect_reports_arch_params_quantisation_vocab_template() {
+    let t = tiny();
+    let g = inspect(&t.q8).unwrap();
+    assert_eq!(g.architecture, "llama");
+    assert_eq!(g.format, "gguf");
+    assert_eq!(g.quantization, "Q8_0");
+    assert_eq!(g.vocab_size, Some(265));
+    assert_eq!(g.layers, Some(2));
+    let per_layer = 2 * 32 + 32 * 32 + 2 * 16 * 32 + 32 * 32 + 3 * 32 * 64;
+    assert_eq!(g.parameters, (265 * 32 + 32 + 2 * per_layer) as u64);
+    assert!(g.chat_template.unwrap().contains("<|im_start|>"));
+    assert_eq!(g.eos_token.as_deref(), Some("<|im_end|>"));
+    let h = inspect(&t.hf).unwrap();
+    assert_eq!(h.format, "safetensors");
+    assert_eq!(h.parameters, g.parameters);
+    assert_eq!(h.quantization, "F32");
+}
+
+#[test]
+fn context_overflow_is_an_error_not_a_panic() {
+    let t = tiny();
+    let mut e = load(&t.hf);
+    let long: Vec<u32> = (0..tiny::CONTEXT as u32 + 5).map(|i| 100 + i % 50).collect();
+    assert!(matches!(
+        e.generate(&long, &greedy(4), &mut |_| true),
+        Err(medforge_engine::EngineError::ContextOverflow { .. })
+    ));
+    // and the engine still works afterwards
+    let ok = e.generate(&long[..20], &greedy(4), &mut |_| true).unwrap();
+    assert_eq!(ok.tokens.len(), 4);
+    // generation near the end of the context stops at the context
+    let g = e.generate(&long[..tiny::CONTEXT - 3], &greedy(50), &mut |_| true).unwrap();
+    assert_eq!(g.tokens.len(), 3);
+    assert_eq!(g.finish_reason, "length");
+}
+
+#[test]
+fn backend_trait_runs_local_chat() {
+    use medforge_llm::{Backend, ChatRequest, GenParams};
+    let t = tiny();
+    let backend = medforge_engine::LocalBackend::new(load(&t.gguf));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let req = ChatRequest::user("hello").with_params(GenParams { max_tokens: Some(6), ..Default::default() });
+    let a = rt.block_on(backend.chat(&req)).unwrap();
+    let b = rt.block_on(backend.chat(&req)).unwrap();
+    assert_eq!(a, b, "greedy by default: same answer twice");
+    assert!(a.usage.completion_tokens <= 6);
+    assert!(a.finish_reason == "length" || a.finish_reason == "stop");
+    assert!(a.usage.prompt_tokens > 5);
+    assert_eq!(backend.model(), "tiny");
+    assert!(backend.identity().starts_with("medforge-engine:"));
+}

@@ -3,6 +3,7 @@
 mod commands;
 mod eval_cmd;
 mod progress;
+mod serve_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -182,6 +183,13 @@ enum Command {
         #[command(subcommand)]
         command: SplitCommand,
     },
+    /// Serve a local model (GGUF or HF folder) with an OpenAI-compatible API.
+    Serve(serve_cmd::ServeArgs),
+    /// Local model tools.
+    Model {
+        #[command(subcommand)]
+        command: serve_cmd::ModelCommand,
+    },
 }
 
 /// LLM flags of `run`, `curate` and `retry-failed`.
@@ -335,6 +343,8 @@ fn main() -> ExitCode {
         Command::Split { command: SplitCommand::Update { splits, recommendations, out } } => {
             commands::split_update(&splits, &recommendations, out.as_deref())
         }
+        Command::Serve(args) => serve_cmd::serve(args),
+        Command::Model { command } => serve_cmd::model(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,131 @@
+//! The medforge side of bench/engine_bench.sh.
+//!
+//!   engine_bench greedy MODEL PROMPTS.jsonl N [REQUANT]   -> JSONL: prompt ids, greedy ids, top-2 logit gap per step
+//!   engine_bench ppl MODEL TEXT_FILE [REQUANT]            -> JSON: token ids, NLL, perplexity
+//!   engine_bench speed MODEL PROMPT_TOKENS GEN_TOKENS [REQUANT] -> JSON: load s, prompt tok/s, decode tok/s, peak RSS
+//!
+//! PROMPTS.jsonl rows are `{"text": ...}`; each text is tokenised with special tokens recognised (chat markers).
+
+use std::io::BufRead;
+use std::path::Path;
+use std::time::Instant;
+
+use medforge_engine::engine::{Engine, GenerateParams, LoadOptions};
+use serde_json::json;
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn load(model: &str, requant: Option<&String>) -> (Engine, f64) {
+    let t = Instant::now();
+    let opts = LoadOptions { requant: requant.cloned(), ..Default::default() };
+    let e = Engine::load(Path::new(model), &opts).expect("load model");
+    (e, t.elapsed().as_secs_f64())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("greedy") => {
+            let (mut e, _) = load(&args[2], args.get(5));
+            let n: usize = args[4].parse().unwrap();
+            let f = std::fs::File::open(&args[3]).unwrap();
+            for line in std::io::BufReader::new(f).lines() {
+                let row: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+                let ids = e.encode_prompt(row["text"].as_str().unwrap()).unwrap();
+                let mut gaps = Vec::new();
+                let params =
+                    GenerateParams { max_tokens: n, logprobs: Some(2), ignore_eos: true, ..Default::default() };
+                // No EOS stop for the comparison: generate exactly n tokens.
+                let g = e.generate(&ids, &params, &mut |_| true).unwrap();
+                for lp in &g.logprobs {
+                    gaps.push(lp.top[0].1 - lp.top.get(1).map(|x| x.1).unwrap_or(f32::NEG_INFINITY));
+                }
+                println!(
+                    "{}",
+                    json!({"prompt_text": row["text"], "prompt_ids": ids, "ids": g.tokens, "gaps": gaps, "text": g.text})
+                );
+            }
+        }
+        Some("ppl") => {
+            let (mut e, _) = load(&args[2], args.get(4));
+            let text = std::fs::read_to_string(&args[3]).unwrap();
+            let ids = e.encode_prompt(&text).unwrap();
+            let p = e.perplexity_of_tokens(&ids).unwrap();
+            println!("{}", json!({"ids": ids, "nll": p.nll, "tokens": p.tokens, "perplexity": p.perplexity}));
+        }
+        Some("speed") => {
+            let (mut e, load_s) = load(&args[2], args.get(5));
+            let pt: usize = args[3].parse().unwrap();
+            let gt: usize = args[4].parse().unwrap();
+            let base = e
+                .encode("The patient presented with chest pain radiating to the left arm and shortness of breath. ")
+                .unwrap();
+            let prompt: Vec<u32> = base.iter().cycle().take(pt).copied().collect();
+            let params = GenerateParams { max_tokens: gt, ignore_eos: true, ..Default::default() };
+            // warm-up
+            e.generate(
+                &prompt[..8],
+                &GenerateParams { max_tokens: 4, ignore_eos: true, ..Default::default() },
+                &mut |_| true,
+            )
+            .unwrap();
+            let mut best_pp = 0f64;
+            let mut best_tg = 0f64;
+            for _ in 0..3 {
+                e.reset_cache();
+                let g = e.generate(&prompt, &params, &mut |_| true).unwrap();
+                best_pp = best_pp.max(pt as f64 / g.prompt_secs);
+                best_tg = best_tg.max((g.tokens.len() - 1) as f64 / g.decode_secs);
+            }
+            println!(
+                "{}",
+                json!({"load_s": load_s, "prompt_tokens": pt, "gen_tokens": gt,
+                       "pp_tok_s": best_pp, "tg_tok_s": best_tg, "peak_rss_mb": peak_rss_mb()})
+            );
+        }
+        Some("requant") => {
+            // engine_bench requant IN.gguf OUT.gguf q8_0: the same file with every quantised matrix requantised.
+            use candle_core::quantized::{gguf_file, QTensor};
+            let target = medforge_engine::engine::parse_requant(&args[4]).unwrap();
+            let mut f = std::fs::File::open(&args[2]).unwrap();
+            let c = gguf_file::Content::read(&mut f).unwrap();
+            let dev = candle_core::Device::Cpu;
+            let mut names: Vec<&String> = c.tensor_infos.keys().collect();
+            names.sort();
+            let tensors: Vec<(String, QTensor)> = names
+                .into_iter()
+                .map(|n| {
+                    let q = c.tensor(&mut f, n, &dev).unwrap();
+                    let cols = *q.shape().dims().last().unwrap();
+                    let quantized = !matches!(
+                        q.dtype(),
+                        candle_core::quantized::GgmlDType::F32 | candle_core::quantized::GgmlDType::F16
+                    );
+                    let q = if quantized && q.dtype() != target && cols.is_multiple_of(target.block_size()) {
+                        QTensor::quantize(&q.dequantize(&dev).unwrap(), target).unwrap()
+                    } else {
+                        q
+                    };
+                    (n.clone(), q)
+                })
+                .collect();
+            let mut meta: Vec<(&str, &gguf_file::Value)> = c.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            meta.sort_by_key(|(k, _)| *k);
+            let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, q)| (n.as_str(), q)).collect();
+            let mut out = std::fs::File::create(&args[3]).unwrap();
+            gguf_file::write(&mut out, &meta, &refs).unwrap();
+        }
+        _ => {
+            eprintln!("usage: engine_bench greedy|ppl|speed ...");
+            std::process::exit(2);
+        }
+    }
+}

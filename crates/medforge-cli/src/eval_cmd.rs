@@ -19,12 +19,14 @@ use serde_json::{json, Value};
 #[command(after_help = "Examples:\n  \
     medforge score --refs refs.txt --hyps hyps.txt\n  \
     medforge score --refs refs.jsonl --hyps hyps.jsonl --metrics bleu,rouge --rouge-stemmer --json\n  \
-    medforge score --pairs pairs.jsonl --metrics meteor --per-pair scores.jsonl\n\n\
+    medforge score --pairs pairs.jsonl --metrics meteor --per-pair scores.jsonl\n  \
+    medforge score --pairs pairs.jsonl --metrics bertscore --bertscore-model all-MiniLM-L6-v2 --bertscore-idf\n\n\
     Inputs: .txt (one text per line) or .jsonl (a JSON string per line, or an object with `text`;\n\
     with --pairs, objects with `ref` and `hyp`). Every metric matches its reference implementation:\n\
     BLEU = sacrebleu (0-100; corpus BLEU and BLEU-1..4, mean sentence BLEU), ROUGE = rouge-score,\n\
     METEOR = nltk (WordNet from /usr/share/wordnet, $MEDFORGE_WORDNET or --wordnet; without it exact+stem\n\
-    only, with a warning), EM/F1 = the SQuAD v1.1 script. The reference ROUGE tokenizer keeps only\n\
+    only, with a warning), EM/F1 = the SQuAD v1.1 script, BERTScore = bert-score (same model and\n\
+num_layers; no baseline rescaling). The reference ROUGE tokenizer keeps only\n\
     [a-z0-9], so Korean scores 0: use --rouge-tokenizer unicode for Korean (not comparable with rouge-score).")]
 pub struct ScoreArgs {
     /// Reference texts.
@@ -38,7 +40,7 @@ pub struct ScoreArgs {
     pairs: Option<PathBuf>,
     /// Comma-separated: bleu, rouge, meteor, em, f1; the seed's hypothesis-only scores format (reasoning
     /// format), hierarchy (depth >= 3, <= 5 items per level) and korean (Hangul ratio, term coverage
-    /// with --terms). bertscore is not built yet.
+    /// with --terms); bertscore (P/R/F1 over a local BERT encoder: --bertscore-model).
     #[arg(long, default_value = "bleu,rouge,meteor,em,f1")]
     metrics: String,
     /// sacrebleu tokenizer: 13a, intl, char or none.
@@ -59,6 +61,19 @@ pub struct ScoreArgs {
     /// Options per item for the reasoning-format score's A)..E) analysis.
     #[arg(long, default_value_t = 5)]
     options: usize,
+    /// BERTScore encoder: a Hugging Face BERT folder (config.json, model.safetensors, tokenizer.json),
+    /// e.g. all-MiniLM-L6-v2; default $MEDFORGE_BERTSCORE_MODEL.
+    #[arg(long)]
+    bertscore_model: Option<PathBuf>,
+    /// BERTScore layer (bert-score's num_layers: the hidden state after this many blocks); default the last.
+    #[arg(long)]
+    bertscore_layer: Option<usize>,
+    /// Weight BERTScore tokens by idf over the references (bert-score's idf=True).
+    #[arg(long)]
+    bertscore_idf: bool,
+    /// Sentences per BERTScore encoder batch.
+    #[arg(long, default_value_t = 64)]
+    bertscore_batch: usize,
     /// Write every pair's scores here (JSONL).
     #[arg(long)]
     per_pair: Option<PathBuf>,
@@ -126,9 +141,10 @@ impl ScoreArgs {
             self.metrics.split(',').map(|m| m.trim().to_ascii_lowercase()).filter(|m| !m.is_empty()).collect();
         for m in &metrics {
             match m.as_str() {
-                "bleu" | "rouge" | "meteor" | "em" | "f1" | "format" | "hierarchy" | "korean" => {}
-                "bertscore" => bail!("bertscore is not built yet in this medforge (it needs the candle encoder); use bleu,rouge,meteor,em,f1"),
-                other => bail!("unknown metric `{other}`: use bleu, rouge, meteor, em, f1, format, hierarchy, korean"),
+                "bleu" | "rouge" | "meteor" | "em" | "f1" | "format" | "hierarchy" | "korean" | "bertscore" => {}
+                other => {
+                    bail!("unknown metric `{other}`: use bleu, rouge, meteor, em, f1, format, hierarchy, korean, bertscore")
+                }
             }
         }
         let has = |m: &str| metrics.iter().any(|x| x == m);
@@ -141,6 +157,24 @@ impl ScoreArgs {
                 "unicode" => RougeTokenizer::Unicode,
                 o => bail!("--rouge-tokenizer must be reference or unicode, not `{o}`"),
             },
+        };
+        let bert = if has("bertscore") {
+            let dir = self
+                .bertscore_model
+                .clone()
+                .or_else(|| std::env::var_os("MEDFORGE_BERTSCORE_MODEL").map(PathBuf::from))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "bertscore needs an encoder: --bertscore-model DIR (a Hugging Face BERT folder with \
+                         config.json, model.safetensors, tokenizer.json) or $MEDFORGE_BERTSCORE_MODEL"
+                    )
+                })?;
+            let mut s = medforge_eval::bertscore::BertScorer::load(&dir, self.bertscore_layer)
+                .with_context(|| format!("loading the BERTScore encoder {}", dir.display()))?;
+            s.batch_size = self.bertscore_batch.max(1);
+            Some(s)
+        } else {
+            None
         };
         let meteor = if has("meteor") { Some(Meteor::find(self.wordnet.as_deref())) } else { None };
         let n = refs.len();
@@ -194,6 +228,19 @@ impl ScoreArgs {
                 }
                 summary.insert(name.into(), json!(mean(&v)));
             }
+        }
+        if let Some(b) = &bert {
+            let v = b.score(&refs, &hyps, self.bertscore_idf)?;
+            for (p, x) in per.iter_mut().zip(&v) {
+                p.insert("bertscore_p".into(), json!(x.p));
+                p.insert("bertscore_r".into(), json!(x.r));
+                p.insert("bertscore_f1".into(), json!(x.f));
+            }
+            summary.insert("bertscore_p".into(), json!(mean(&v.iter().map(|x| x.p).collect::<Vec<_>>())));
+            summary.insert("bertscore_r".into(), json!(mean(&v.iter().map(|x| x.r).collect::<Vec<_>>())));
+            summary.insert("bertscore_f1".into(), json!(mean(&v.iter().map(|x| x.f).collect::<Vec<_>>())));
+            summary.insert("bertscore_layer".into(), json!(b.layers()));
+            summary.insert("bertscore_idf".into(), json!(self.bertscore_idf));
         }
         if has("format") {
             let v: Vec<f64> = hyps.iter().map(|h| reasoning_format(h, self.options).score).collect();

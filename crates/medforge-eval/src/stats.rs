@@ -1,26 +1,7 @@
 //! Accuracy with a seeded percentile-bootstrap 95% confidence interval.
 use serde::{Deserialize, Serialize};
 
-/// SplitMix64: a small, well-mixed, seedable generator (the same seed gives the same CIs everywhere).
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (Lemire's multiply-shift; the bias is below 2^-32 for the sizes used here).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32).wrapping_mul(n as u64) >> 32) as usize
-    }
-}
+pub use medforge_text::rng::SplitMix64;
 
 /// An accuracy and its bootstrap CI (fractions 0..1).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

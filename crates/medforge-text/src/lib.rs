@@ -5,5 +5,6 @@ pub mod lang;
 pub mod minhash;
 pub mod ngram;
 pub mod normalize;
+pub mod rng;
 pub mod shingle;
 pub mod tokens;

@@ -12,6 +12,7 @@
 //! Unlike datasketch's `MinHashLSH.query`, candidates are verified against the threshold, which
 //! removes most of LSH's false positives at the cost of one signature comparison per candidate.
 
+use crate::rng::SplitMix64;
 use std::collections::HashMap;
 
 use rayon::prelude::*;
@@ -156,20 +157,6 @@ pub fn optimal_bands_rows(threshold: f64, num_perm: usize, fp_weight: f64, fn_we
     best.1
 }
 
-/// SplitMix64: a tiny, well-mixed generator, enough to draw permutation coefficients from a seed
-/// reproducibly on every platform without a dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// `v mod (2^61 − 1)` for `v < 2^123`.
 #[inline]
 fn mod_mersenne(v: u128) -> u64 {
@@ -228,12 +215,12 @@ impl MinHasher {
     /// Draws `num_perm` permutations `x ↦ (a·x + b) mod (2^61 − 1)` with `a ∈ [1, p)`,
     /// `b ∈ [0, p)` from `seed`.
     pub fn new(num_perm: usize, seed: u64, shingle: Shingle) -> Self {
-        let mut rng = SplitMix64(seed);
+        let mut rng = SplitMix64::new(seed);
         let mut a = Vec::with_capacity(num_perm);
         let mut b = Vec::with_capacity(num_perm);
         for _ in 0..num_perm {
-            a.push(1 + rng.next() % (MERSENNE_61 - 1));
-            b.push(rng.next() % MERSENNE_61);
+            a.push(1 + rng.next_u64() % (MERSENNE_61 - 1));
+            b.push(rng.next_u64() % MERSENNE_61);
         }
         MinHasher { a, b, shingle }
     }
@@ -639,7 +626,7 @@ mod tests {
 
     impl Gen {
         fn below(&mut self, n: usize) -> usize {
-            (self.0.next() % n as u64) as usize
+            (self.0.next_u64() % n as u64) as usize
         }
         fn word(&mut self) -> &'static str {
             VOCAB[self.below(VOCAB.len())]
@@ -661,7 +648,7 @@ mod tests {
     /// Base texts of 40–120 words (MedQA-length) plus up to two copies each with 1–4 words
     /// changed.
     fn near_duplicate_corpus(seed: u64) -> Vec<String> {
-        let mut g = Gen(SplitMix64(seed));
+        let mut g = Gen(SplitMix64::new(seed));
         let mut texts = Vec::new();
         for _ in 0..300 {
             let len = 40 + g.below(81);

@@ -9,7 +9,7 @@ use medforge_eval::metrics::meteor::Meteor;
 use medforge_eval::metrics::rouge::{rouge, RougeConfig, RougeTokenizer};
 use medforge_eval::metrics::squad::{exact_match, token_f1};
 use medforge_eval::report::{load_run, safe_name, summarize, write_report, write_run};
-use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, CompletionsLogLik, LogLikelihood};
+use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, CompletionsLogLik, LoglikScorer};
 use medforge_eval::scores::{hierarchy, korean_proficiency, reasoning_format};
 use medforge_llm::backend::{Backend, GenParams};
 use serde_json::{json, Value};
@@ -326,9 +326,13 @@ pub struct EvalArgs {
     /// Model name sent to the endpoint (and used in file names).
     #[arg(long)]
     model: Option<String>,
-    /// A local model for the in-process engine (GGUF/safetensors).
+    /// A local model for the in-process engine: a GGUF file or a Hugging Face safetensors folder
+    /// (no server, no API key). --model then only names the run.
     #[arg(long, conflicts_with = "endpoint")]
     model_path: Option<PathBuf>,
+    /// With --model-path: requantise GGUF weights at load (q8_0, q4_0, ...), see `medforge serve --help`.
+    #[arg(long, requires = "model_path")]
+    requant: Option<String>,
     /// medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa.
     #[arg(long)]
     benchmark: String,
@@ -344,7 +348,7 @@ pub struct EvalArgs {
     /// Run folder (default out/eval/{model}_{benchmark}_{mode}).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Requests in flight.
+    /// Requests in flight (an endpoint; the in-process engine takes one at a time).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Generation budget per answer.
@@ -366,38 +370,54 @@ impl EvalArgs {
         let bench = Benchmark::parse(&self.benchmark).ok_or_else(|| {
             anyhow!("unknown benchmark `{}`: use medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa", self.benchmark)
         })?;
-        if let Some(p) = &self.model_path {
-            // Hook for the local inference engine (crates/medforge-engine): it will provide a Backend
-            // and a LogLikelihood scorer for `p`.
-            bail!(
-                "--model-path {}: the local inference engine is not built into this medforge yet; serve the model \
-                 with an OpenAI-compatible server and pass --endpoint URL --model NAME",
-                p.display()
-            );
-        }
-        let endpoint = self.endpoint.clone().expect("clap requires endpoint without model_path");
-        let model = self.model.clone().ok_or_else(|| anyhow!("--model NAME is required with --endpoint"))?;
         if !matches!(self.mode.as_str(), "gen" | "loglik") {
             bail!("--mode must be gen or loglik, not `{}`", self.mode);
         }
-        let items = load_benchmark(bench, &self.data, self.limit)?;
-        eprintln!("{}: {} items from {}", bench.name(), items.len(), self.data.display());
-        let rt = medforge_llm::client::runtime()?;
-        let results = if self.mode == "gen" {
+        // Either the in-process engine or an OpenAI-compatible endpoint provides both the chat backend (gen) and
+        // the log-likelihood scorer (loglik).
+        let (model, backend, scorer): (String, Arc<dyn Backend>, Arc<dyn LoglikScorer>) = if let Some(path) =
+            &self.model_path
+        {
+            let opts = medforge_engine::engine::LoadOptions {
+                requant: self.requant.clone(),
+                name: self.model.clone(),
+                ..Default::default()
+            };
+            let engine = medforge_engine::engine::Engine::load(path, &opts)
+                .with_context(|| format!("loading --model-path {}", path.display()))?;
+            let local = medforge_engine::LocalBackend::new(engine);
+            let name = Backend::model(&local);
+            (name, Arc::new(local.clone()), Arc::new(local))
+        } else {
+            let endpoint = self.endpoint.clone().expect("clap requires endpoint without model_path");
+            let model = self.model.clone().ok_or_else(|| anyhow!("--model NAME is required with --endpoint"))?;
             let mut cfg = medforge_llm::openai::EndpointConfig::new(&endpoint, &model);
             cfg.api_key_env = self.api_key_env.clone().map(medforge_data::secret::SecretEnv);
             cfg.max_concurrency = self.concurrency.max(1);
             let backend: Arc<dyn Backend> = Arc::new(medforge_llm::openai::OpenAiBackend::new(cfg)?);
-            let params = GenParams { max_tokens: Some(self.max_tokens), temperature: Some(0.0), ..Default::default() };
-            rt.block_on(run_generation(backend, &items, bench.korean(), params, self.concurrency))
-        } else {
             let key = match &self.api_key_env {
                 Some(k) => Some(std::env::var(k).with_context(|| format!("environment variable `{k}` is not set"))?),
                 None => None,
             };
-            let scorer: Arc<dyn LogLikelihood> = Arc::new(CompletionsLogLik::new(&endpoint, &model, key)?);
-            rt.block_on(run_loglik(scorer, &items, bench.korean(), self.concurrency))
+            let scorer: Arc<dyn LoglikScorer> = Arc::new(CompletionsLogLik::new(&endpoint, &model, key)?);
+            (model, backend, scorer)
         };
+        let items = load_benchmark(bench, &self.data, self.limit)?;
+        eprintln!("{}: {} items from {}", bench.name(), items.len(), self.data.display());
+        // The local engine runs one request at a time; in order, the options of one question share the engine's
+        // prefix cache, so the question is read once, not once per option.
+        let concurrency = if self.model_path.is_some() { 1 } else { self.concurrency };
+        let rt = medforge_llm::client::runtime()?;
+        let bars = crate::progress::Bars::new();
+        let label = if self.mode == "gen" { "questions" } else { "options" };
+        let progress = |done: u64, total: u64| bars.update(label, done, total, None);
+        let results = if self.mode == "gen" {
+            let params = GenParams { max_tokens: Some(self.max_tokens), temperature: Some(0.0), ..Default::default() };
+            rt.block_on(run_generation(backend, &items, bench.korean(), params, concurrency, &progress))
+        } else {
+            rt.block_on(run_loglik(scorer, &items, bench.korean(), concurrency, &progress))
+        };
+        bars.finish();
         let errors = results.iter().filter(|r| r.outcome == "error").count();
         if errors == results.len() {
             bail!("every request failed; the first error: {}", results[0].detail);

@@ -129,16 +129,66 @@ async fn eval_and_report_write_every_file() {
         serde_json::from_slice(&std::fs::read(rep.join("failed_questions.json")).expect("fq")).expect("json");
     assert_eq!(fq["evaluations"], serde_json::json!(2));
 
-    // The local-engine hook says what to do instead.
+    // A model file that is not there: the error names it.
     let out = medforge(&[
         "eval",
         "--model-path",
-        "m.gguf",
+        "no-such-model.gguf",
         "--benchmark",
         "medqa",
         "--data",
         &fixture("medqa/dev_4opt.jsonl"),
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("local inference engine is not built"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-model.gguf"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `--model-path` runs the in-process engine (here the tiny random-weight model) in both modes: every item gets a
+/// prediction from the model, none is an error, and log-likelihood mode records one log-prob per option.
+#[test]
+fn eval_with_local_engine_in_both_modes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("tiny");
+    medforge_engine::tiny::write_hf(&model).expect("tiny model");
+    for mode in ["loglik", "gen"] {
+        let dir = tmp.path().join(mode);
+        let out = medforge(&[
+            "eval",
+            "--model-path",
+            model.to_str().expect("utf8"),
+            "--benchmark",
+            "mmlu-medical",
+            "--data",
+            &fixture("mmlu_medical/clinical_knowledge_dev.csv"),
+            "--limit",
+            "3",
+            "--mode",
+            mode,
+            "--max-tokens",
+            "4",
+            "--out",
+            dir.to_str().expect("utf8"),
+        ]);
+        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("0 errors"), "{mode}: {stdout}");
+        let mut rows = csv::Reader::from_path(dir.join("tiny_results.csv")).expect("results csv");
+        let headers = rows.headers().expect("headers").clone();
+        let lp = headers.iter().position(|h| h == "option_logprobs").expect("option_logprobs column");
+        let outcome = headers.iter().position(|h| h == "outcome").expect("outcome column");
+        let records: Vec<csv::StringRecord> = rows.records().map(|r| r.expect("row")).collect();
+        assert_eq!(records.len(), 3);
+        for r in &records {
+            assert_ne!(&r[outcome], "error", "{r:?}");
+            if mode == "loglik" {
+                let n = r[lp].split(';').filter(|x| x.parse::<f64>().is_ok_and(|v| v < 0.0)).count();
+                assert_eq!(n, 4, "four negative option log-probs: {r:?}");
+            }
+        }
+        assert!(dir.join("report.html").is_file());
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use medforge_llm::{Backend, ChatRequest, ChatResponse, LlmError, Role, Usage};
+use medforge_llm::{Backend, ChatRequest, ChatResponse, LlmError, LoglikScorer, Role, Usage};
 use medforge_text::chat::Message;
 
 use crate::engine::{Engine, GenerateParams};
@@ -102,5 +102,27 @@ impl Backend for LocalBackend {
 
     fn model(&self) -> String {
         self.name.clone()
+    }
+}
+
+/// MCQ option scoring on the local engine. Options of one question share the context, so after the first one the
+/// engine's prefix cache skips the context's forward pass.
+#[async_trait::async_trait]
+impl LoglikScorer for LocalBackend {
+    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<f64, LlmError> {
+        let engine = self.engine.clone();
+        let (context, continuation) = (context.to_string(), continuation.to_string());
+        let ll = tokio::task::spawn_blocking(move || {
+            let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
+            e.loglikelihood(&context, &continuation)
+        })
+        .await
+        .map_err(|e| LlmError::fatal("llm.local.panic", e.to_string()))?
+        .map_err(to_llm_error)?;
+        Ok(ll.logprob)
+    }
+
+    fn identity(&self) -> String {
+        Backend::identity(self)
     }
 }

@@ -21,7 +21,7 @@ pub const KV_HEADS: usize = 2;
 pub const HEAD_DIM: usize = HIDDEN / HEADS;
 pub const FFN: usize = 64;
 pub const LAYERS: usize = 2;
-pub const CONTEXT: usize = 256;
+pub const CONTEXT: usize = 2048;
 const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 /// GPT-2's byte-to-character table: printable bytes map to themselves, the rest to U+0100 onwards.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use medforge_llm::backend::{Backend, ChatRequest, GenParams, Message};
+use medforge_llm::backend::{Backend, ChatRequest, GenParams, LlmError, Message};
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{extract, Choice, Extraction};
@@ -222,6 +222,7 @@ pub async fn run_generation(
     korean: bool,
     params: GenParams,
     concurrency: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Vec<ItemResult> {
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut set = tokio::task::JoinSet::new();
@@ -235,7 +236,10 @@ pub async fn run_generation(
         });
     }
     let mut out: Vec<Option<ItemResult>> = vec![None; items.len()];
+    let mut done = 0u64;
     while let Some(res) = set.join_next().await {
+        done += 1;
+        progress(done, items.len() as u64);
         let Ok((i, r)) = res else { continue };
         let item = &items[i];
         out[i] = Some(match r {
@@ -260,14 +264,8 @@ pub async fn run_generation(
     out.into_iter().map(|r| r.expect("every task reports")).collect()
 }
 
-/// Log-likelihood of a continuation given a context: the hook for any scorer (HTTP server or the
-/// local engine).
-#[async_trait::async_trait]
-pub trait LogLikelihood: Send + Sync {
-    /// `log P(continuation | context)`, summed over the continuation's tokens.
-    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<f64>;
-    fn identity(&self) -> String;
-}
+/// Log-likelihood scorers (HTTP server or the local engine) implement medforge-llm's trait.
+pub use medforge_llm::LoglikScorer;
 
 /// Log-likelihood through an OpenAI-compatible `/v1/completions` that supports `echo` and
 /// `logprobs` (vLLM, llama.cpp's server, `medforge serve` where it implements them): the prompt is
@@ -297,8 +295,8 @@ impl CompletionsLogLik {
 }
 
 #[async_trait::async_trait]
-impl LogLikelihood for CompletionsLogLik {
-    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<f64> {
+impl LoglikScorer for CompletionsLogLik {
+    async fn loglikelihood(&self, context: &str, continuation: &str) -> std::result::Result<f64, LlmError> {
         let url = if self.base_url.ends_with("/v1") {
             format!("{}/completions", self.base_url)
         } else {
@@ -312,18 +310,22 @@ impl LogLikelihood for CompletionsLogLik {
         if let Some(k) = &self.api_key {
             rb = rb.bearer_auth(k);
         }
-        let resp = rb.send().await.map_err(|e| EvalError::Model(format!("{url}: {e}")))?;
+        let resp = rb.send().await.map_err(|e| LlmError::transient("llm.http", format!("{url}: {e}")))?;
         let status = resp.status();
-        let v: serde_json::Value = resp.json().await.map_err(|e| EvalError::Model(format!("{url}: bad JSON: {e}")))?;
+        let v: serde_json::Value =
+            resp.json().await.map_err(|e| LlmError::transient("llm.bad_json", format!("{url}: bad JSON: {e}")))?;
         if !status.is_success() {
-            return Err(EvalError::Model(format!(
-                "{url}: HTTP {status}: {} (log-likelihood mode needs /v1/completions with echo and logprobs)",
-                v
-            )));
+            return Err(LlmError::fatal(
+                "llm.http_status",
+                format!(
+                    "{url}: HTTP {status}: {} (log-likelihood mode needs /v1/completions with echo and logprobs)",
+                    v
+                ),
+            ));
         }
         let lp = &v["choices"][0]["logprobs"];
         let (Some(tl), Some(off)) = (lp["token_logprobs"].as_array(), lp["text_offset"].as_array()) else {
-            return Err(EvalError::Model(format!(
+            return Err(LlmError::fatal("llm.no_logprobs", format!(
                 "{url}: the server returned no echo logprobs (token_logprobs/text_offset); it cannot score log-likelihoods"
             )));
         };
@@ -341,13 +343,16 @@ impl LogLikelihood for CompletionsLogLik {
     }
 }
 
+/// `progress(done, total)` is called as requests finish (items in generation mode, options here).
+///
 /// Log-likelihood mode: each option's text (after the prompt, `" X. text"`) is scored, the most
 /// likely option is the prediction.
 pub async fn run_loglik(
-    scorer: Arc<dyn LogLikelihood>,
+    scorer: Arc<dyn LoglikScorer>,
     items: &[EvalItem],
     korean: bool,
     concurrency: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Vec<ItemResult> {
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut set = tokio::task::JoinSet::new();
@@ -365,7 +370,11 @@ pub async fn run_loglik(
     }
     let mut scores: Vec<Vec<Option<std::result::Result<f64, String>>>> =
         items.iter().map(|it| vec![None; it.choices.len()]).collect();
+    let total: u64 = items.iter().map(|it| it.choices.len() as u64).sum();
+    let mut done = 0u64;
     while let Some(res) = set.join_next().await {
+        done += 1;
+        progress(done, total);
         let Ok((i, k, r)) = res else { continue };
         scores[i][k] = Some(r.map_err(|e| e.to_string()));
     }

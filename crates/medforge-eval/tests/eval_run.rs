@@ -82,7 +82,7 @@ async fn eval_both_modes_and_report() {
     let mut cfg = EndpointConfig::new(&url, "smol-test");
     cfg.max_retries = 0;
     let backend: Arc<dyn Backend> = Arc::new(OpenAiBackend::new(cfg).expect("backend"));
-    let gen = run_generation(backend, &items, false, GenParams::default(), 4).await;
+    let gen = run_generation(backend, &items, false, GenParams::default(), 4, &|_, _| {}).await;
     // Right unless i % 3 == 0 (wrong) or i % 7 == 0 (unparseable).
     for (i, r) in gen.iter().enumerate() {
         let want = i % 7 != 0 && i % 3 != 0;
@@ -90,7 +90,7 @@ async fn eval_both_modes_and_report() {
         assert_eq!(r.outcome == "unparseable", i % 7 == 0, "item {i}: {r:?}");
     }
     let scorer = Arc::new(CompletionsLogLik::new(&url, "smol-test", None).expect("scorer"));
-    let ll = run_loglik(scorer, &items, false, 4).await;
+    let ll = run_loglik(scorer, &items, false, 4, &|_, _| {}).await;
     for (i, r) in ll.iter().enumerate() {
         assert_eq!(r.correct, i % 3 != 0, "loglik item {i}: {r:?}");
         assert_eq!(r.option_logprobs.len(), 4);

@@ -150,3 +150,14 @@ pub trait Backend: Send + Sync {
         Pricing::default()
     }
 }
+
+/// Scores continuations by log-likelihood (MCQ option ranking, lm-eval's `loglikelihood` request): an
+/// OpenAI-compatible `/v1/completions` with echo + logprobs, or the local engine.
+#[async_trait::async_trait]
+pub trait LoglikScorer: Send + Sync {
+    /// `log P(continuation | context)` in nats, summed over the continuation's tokens.
+    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<f64, LlmError>;
+
+    /// Stable identity (engine or server, and model), never a secret.
+    fn identity(&self) -> String;
+}

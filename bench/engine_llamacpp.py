@@ -18,6 +18,12 @@ def load(model, n_ctx, logits_all=False, threads=2):
                  logits_all=logits_all, verbose=False)
 
 
+def last_logits(llm):
+    # llama-cpp-python >= 0.3 fills `Llama.scores` only with logits_all=True; without it the last position's
+    # logits are read from the context directly (a copy, so the next eval cannot change them).
+    return np.array(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)), dtype=np.float32)
+
+
 def top2_gap(row):
     i = np.argpartition(row, -2)[-2:]
     a, b = sorted(row[i], reverse=True)
@@ -35,7 +41,7 @@ def greedy(model, ours_path, n):
         llm.eval(ids)
         out, gaps = [], []
         for _ in range(n):
-            logits = np.asarray(llm.scores[llm.n_tokens - 1])
+            logits = last_logits(llm)
             tok = int(np.argmax(logits))
             out.append(tok)
             gaps.append(top2_gap(logits))
@@ -71,11 +77,11 @@ def speed(model, pt, gt, threads):
         t = time.time()
         llm.eval(prompt)
         best_pp = max(best_pp, pt / (time.time() - t))
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        tok = int(np.argmax(last_logits(llm)))
         t = time.time()
         for _ in range(gt - 1):
             llm.eval([tok])
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            tok = int(np.argmax(last_logits(llm)))
         best_tg = max(best_tg, (gt - 1) / (time.time() - t))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"load_s": load_s, "prompt_tokens": pt, "gen_tokens": gt, "pp_tok_s": best_pp,

@@ -56,8 +56,14 @@ fn main() {
         }
         Some("ppl") => {
             let (mut e, _) = load(&args[2], args.get(4));
+            // A text, or a JSON with the "ids" of an earlier run (the same tokens through another copy of the model).
             let text = std::fs::read_to_string(&args[3]).unwrap();
-            let ids = e.encode_prompt(&text).unwrap();
+            let ids: Vec<u32> = if args[3].ends_with(".json") {
+                serde_json::from_value(serde_json::from_str::<serde_json::Value>(&text).unwrap()["ids"].clone())
+                    .unwrap()
+            } else {
+                e.encode_prompt(&text).unwrap()
+            };
             let p = e.perplexity_of_tokens(&ids).unwrap();
             println!("{}", json!({"ids": ids, "nll": p.nll, "tokens": p.tokens, "perplexity": p.perplexity}));
         }

@@ -1,0 +1,74 @@
+"""The HF transformers side of bench/engine_bench.sh: SmolLM2 from the same GGUF, dequantised by transformers into
+an ordinary f32 PyTorch model (what a Python user would run on CPU), saved as an HF safetensors folder that medforge
+loads too.
+
+  engine_hf.py convert MODEL.gguf OUT_DIR           # HF folder (config.json, model.safetensors, tokenizer files)
+  engine_hf.py ppl HF_DIR OURS_PPL.json              # perplexity on medforge's token ids
+  engine_hf.py speed HF_DIR PROMPT_TOKENS GEN_TOKENS THREADS
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def convert(gguf, out):
+    d, f = os.path.split(os.path.abspath(gguf))
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+
+
+def load(path):
+    return AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+
+
+@torch.inference_mode()
+def ppl(path, ours):
+    ids = json.load(open(ours))["ids"]
+    model = load(path)
+    logits = model(torch.tensor([ids])).logits[0].double()
+    lp = torch.log_softmax(logits, -1)[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
+    nll = float(-lp.sum())
+    print(json.dumps({"nll": nll, "tokens": len(ids) - 1, "perplexity": float(torch.exp(-lp.mean()))}))
+
+
+@torch.inference_mode()
+def speed(path, pt, gt, threads):
+    torch.set_num_threads(threads)
+    t = time.time()
+    model = load(path)
+    load_s = time.time() - t
+    tok = AutoTokenizer.from_pretrained(path)
+    base = tok("The patient presented with chest pain radiating to the left arm and shortness of breath. ")["input_ids"]
+    prompt = torch.tensor([(base * (pt // len(base) + 1))[:pt]])
+    model(prompt[:, :8])
+    best_pp = best_tg = 0.0
+    for _ in range(3):
+        t = time.time()
+        out = model(prompt, use_cache=True)
+        best_pp = max(best_pp, pt / (time.time() - t))
+        past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        t = time.time()
+        for _ in range(gt - 1):
+            out = model(nxt, past_key_values=past, use_cache=True)
+            past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        best_tg = max(best_tg, (gt - 1) / (time.time() - t))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"load_s": load_s, "prompt_tokens": pt, "gen_tokens": gt, "pp_tok_s": best_pp,
+                      "tg_tok_s": best_tg, "peak_rss_mb": rss, "torch": torch.__version__}))
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "convert":
+        convert(sys.argv[2], sys.argv[3])
+    elif cmd == "ppl":
+        ppl(sys.argv[2], sys.argv[3])
+    elif cmd == "speed":
+        speed(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))

@@ -6,21 +6,22 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::quantized::GgmlDType;
-use candle_core::Device;
 use medforge_text::chat::{CompiledTemplate, Message};
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
 use crate::gguf::{self, Gguf};
-use crate::llama::{target_logprobs, KvCache, Llama, LlamaConfig, Weights};
+use crate::model::{argmax, target_logprobs, Adapter, Family, Hidden, KvCache, Model, ModelConfig, Source};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::{EngineError, Result};
 
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// Requantise GGUF weights at load time (`q8_0`, `q4_0`): candle has SIMD kernels for these, not for Q4_1.
+    /// Requantise weights at load time (`q8_0`, `q4_0`, ...): GGUF blocks are converted, safetensors quantised.
     pub requant: Option<String>,
+    /// A PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`), applied unmerged.
+    pub adapter: Option<PathBuf>,
     /// A tokenizer.json to use instead of the one in the model.
     pub tokenizer: Option<PathBuf>,
     /// The name the model is served under (default: the file or folder name).
@@ -90,8 +91,10 @@ pub struct Generation {
 pub struct Engine {
     pub name: String,
     pub path: PathBuf,
-    model: Llama,
+    model: Model,
     tokenizer: Tokenizer,
+    /// The adapter applied, if any: `(folder, rank, alpha)`.
+    pub adapter: Option<(String, usize, f64)>,
     template: Option<CompiledTemplate>,
     pub template_source: Option<String>,
     bos: Option<(u32, String)>,
@@ -108,15 +111,14 @@ const EOT_TOKENS: [&str; 6] = ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|e
 impl Engine {
     /// Load a GGUF file, or a Hugging Face folder (config.json, *.safetensors, tokenizer.json).
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        let device = Device::Cpu;
         let name = opts.name.clone().unwrap_or_else(|| {
             path.file_name().map(|n| n.to_string_lossy().trim_end_matches(".gguf").to_string()).unwrap_or_default()
         });
         if path.is_dir() {
-            return Self::load_hf(path, opts, name, &device);
+            return Self::load_hf(path, opts, name);
         }
         let mut g = Gguf::open(path)?;
-        let config = LlamaConfig::from_gguf(&g)?;
+        let config = ModelConfig::from_gguf(&g)?;
         let tokenizer = match &opts.tokenizer {
             Some(p) => load_tokenizer_file(p)?,
             None => {
@@ -132,15 +134,15 @@ impl Engine {
         let add_bos = g.int("tokenizer.ggml.add_bos_token").map(|v| v != 0).unwrap_or(false);
         let template_source = g.str("tokenizer.chat_template");
         let requant = opts.requant.as_deref().map(parse_requant).transpose()?;
-        let model = Llama::load(config, &mut Weights::Gguf { file: &mut g, requant }, &device)?;
-        Self::assemble(name, path, model, tokenizer, template_source, bos, eos, add_bos)
+        let model = Model::load(config, &mut Source::Gguf { file: &mut g, requant })?;
+        Self::assemble(name, path, opts, model, tokenizer, template_source, bos, eos, add_bos)
     }
 
-    fn load_hf(dir: &Path, opts: &LoadOptions, name: String, device: &Device) -> Result<Self> {
+    fn load_hf(dir: &Path, opts: &LoadOptions, name: String) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let cfg: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&cfg_path).map_err(|e| EngineError::io(&cfg_path, e))?)?;
-        let config = LlamaConfig::from_hf_config(&cfg)?;
+        let config = ModelConfig::from_hf_config(&cfg)?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| EngineError::io(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -152,7 +154,7 @@ impl Engine {
         }
         let mut map = std::collections::HashMap::new();
         for f in &files {
-            map.extend(candle_core::safetensors::load(f, device)?);
+            map.extend(candle_core::safetensors::load(f, &candle_core::Device::Cpu)?);
         }
         let tok_path = opts.tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json"));
         let tokenizer = load_tokenizer_file(&tok_path)?;
@@ -173,15 +175,18 @@ impl Engine {
         });
         let add_bos = tc["add_bos_token"].as_bool().unwrap_or(false);
         let template_source = tc["chat_template"].as_str().map(str::to_string);
-        let model = Llama::load(config, &mut Weights::Safetensors(map), device)?;
-        Self::assemble(name, dir, model, tokenizer, template_source, bos, eos, add_bos)
+        let requant = opts.requant.as_deref().map(parse_requant).transpose()?;
+        let family: Family = config.family;
+        let model = Model::load(config, &mut Source::Safetensors { tensors: map, family, requant })?;
+        Self::assemble(name, dir, opts, model, tokenizer, template_source, bos, eos, add_bos)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         name: String,
         path: &Path,
-        model: Llama,
+        opts: &LoadOptions,
+        mut model: Model,
         tokenizer: Tokenizer,
         template_source: Option<String>,
         bos: Option<(u32, String)>,
@@ -204,8 +209,17 @@ impl Engine {
             )?),
             None => None,
         };
+        let adapter = match &opts.adapter {
+            Some(dir) => {
+                let a = Adapter::load(dir)?;
+                a.apply(&mut model)?;
+                Some((a.dir.clone(), a.rank, a.alpha))
+            }
+            None => None,
+        };
         let cache = model.new_cache();
         Ok(Engine {
+            adapter,
             name,
             path: path.to_path_buf(),
             model,
@@ -226,7 +240,7 @@ impl Engine {
         self.cached.clear();
     }
 
-    pub fn config(&self) -> &LlamaConfig {
+    pub fn config(&self) -> &ModelConfig {
         &self.model.config
     }
 
@@ -276,7 +290,7 @@ impl Engine {
 
     /// Feed `ids` reusing the longest cached prefix (at most `reuse_max` tokens of it); returns the hidden states of
     /// the positions actually run, and the index of the first of them.
-    fn feed(&mut self, ids: &[u32], reuse_max: usize) -> Result<(candle_core::Tensor, usize)> {
+    fn feed(&mut self, ids: &[u32], reuse_max: usize) -> Result<(Hidden, usize)> {
         let common = self.cached.iter().zip(ids).take_while(|(a, b)| a == b).count();
         let reuse = common.min(reuse_max).min(ids.len().saturating_sub(1));
         self.cache.truncate(reuse);
@@ -286,17 +300,18 @@ impl Engine {
     }
 
     /// Forward new tokens at the end of the cache, in chunks, returning the hidden states of all of them.
-    fn run(&mut self, ids: &[u32]) -> Result<candle_core::Tensor> {
+    fn run(&mut self, ids: &[u32]) -> Result<Hidden> {
         const CHUNK: usize = 512;
-        let mut parts = Vec::new();
+        let mut all = Hidden { rows: 0, dim: self.model.config.hidden, data: Vec::new() };
         for chunk in ids.chunks(CHUNK) {
             let h = self.model.forward(chunk, &mut self.cache).inspect_err(|_| {
-                self.cached.truncate(self.cache.len.min(self.cached.len()));
+                self.cache.truncate(self.cached.len());
             })?;
             self.cached.extend_from_slice(chunk);
-            parts.push(h);
+            all.rows += h.rows;
+            all.data.extend_from_slice(&h.data);
         }
-        Ok(candle_core::Tensor::cat(&parts, 0)?)
+        Ok(all)
     }
 
     /// Generate from a prompt of token ids. `on_text` receives each new piece of text as it becomes final (never a
@@ -308,6 +323,21 @@ impl Engine {
         params: &GenerateParams,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
+        let max_tokens = self.check_prompt(prompt, params)?;
+        let t0 = Instant::now();
+        let (hidden, _) = self.feed(prompt, usize::MAX)?;
+        let mut logits = self.model.last_logits(&hidden);
+        let prompt_secs = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let mut stream = Stream::new(params, max_tokens);
+        while let Some(next) = stream.step(self, &logits, on_text)? {
+            let h = self.run(&[next])?;
+            logits = self.model.last_logits(&h);
+        }
+        Ok(stream.finish(prompt.len(), prompt_secs, t1.elapsed().as_secs_f64(), on_text))
+    }
+
+    fn check_prompt(&self, prompt: &[u32], params: &GenerateParams) -> Result<usize> {
         if prompt.is_empty() {
             return Err(EngineError::BadInput("empty prompt".into()));
         }
@@ -315,74 +345,74 @@ impl Engine {
         if prompt.len() >= limit {
             return Err(EngineError::ContextOverflow { needed: prompt.len() + 1, limit });
         }
-        let max_tokens = params.max_tokens.min(limit - prompt.len());
+        Ok(params.max_tokens.min(limit - prompt.len()))
+    }
+
+    /// Generate for several prompts at once: their prompts run in one forward pass and each decoding step runs every
+    /// unfinished sequence together, so the weights are read once per step for all of them. Results are in prompt
+    /// order and equal what [`Engine::generate`] gives for each prompt alone (same sampling seeds), up to float
+    /// rounding. The engine's prefix cache is not used.
+    pub fn generate_batch(&mut self, prompts: &[Vec<u32>], params: &GenerateParams) -> Result<Vec<Generation>> {
+        let mut limits = Vec::with_capacity(prompts.len());
+        for p in prompts {
+            limits.push(self.check_prompt(p, params)?);
+        }
         let t0 = Instant::now();
-        let (hidden, _) = self.feed(prompt, usize::MAX)?;
-        let mut logits = self.model.last_logits(&hidden)?;
+        let mut caches: Vec<KvCache> = prompts.iter().map(|_| self.model.new_cache()).collect();
+        let hidden = {
+            let mut seqs: Vec<(&[u32], &mut KvCache)> =
+                prompts.iter().map(|p| p.as_slice()).zip(caches.iter_mut()).collect();
+            self.model.forward_batch(&mut seqs)?
+        };
         let prompt_secs = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let mut sampler = Sampler::new(params.sampling.clone());
-        let mut out: Vec<u32> = Vec::new();
-        let mut logprobs = Vec::new();
-        let mut text = String::new();
-        let mut emitted = 0usize;
-        let mut finish = "length";
-        let max_stop = params.stop.iter().map(|s| s.len()).max().unwrap_or(0);
-        while out.len() < max_tokens {
-            let next = sampler.sample(&logits);
-            if !params.ignore_eos && self.stop_ids.contains(&next) {
-                finish = "stop";
-                break;
-            }
-            if let Some(n) = params.logprobs {
-                logprobs.push(self.logprob_entry(&logits, next, n));
-            }
-            out.push(next);
-            text = self.decode(&out)?;
-            if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                text.truncate(cut);
-                finish = "stop";
-                break;
-            }
-            // Emit what can no longer change: not an incomplete character, not a possible stop-string start.
-            if !text.ends_with('\u{FFFD}') {
-                let mut safe = text.len();
-                if max_stop > 0 {
-                    for k in (1..=max_stop.min(text.len())).rev() {
-                        let start = text.len() - k;
-                        if text.is_char_boundary(start) && params.stop.iter().any(|s| s.starts_with(&text[start..])) {
-                            safe = start;
-                            break;
-                        }
-                    }
-                }
-                if safe > emitted {
-                    if !on_text(&text[emitted..safe]) {
-                        emitted = safe;
-                        finish = "stop";
-                        break;
-                    }
-                    emitted = safe;
+        let mut ends = 0;
+        let mut logits: Vec<Vec<f32>> = prompts
+            .iter()
+            .map(|p| {
+                ends += p.len();
+                self.model.logits(hidden.row(ends - 1), 1)
+            })
+            .collect();
+        let mut streams: Vec<Stream> = limits.iter().map(|&m| Stream::new(params, m)).collect();
+        let mut active: Vec<usize> = (0..prompts.len()).collect();
+        let mut quiet = |_: &str| true;
+        while !active.is_empty() {
+            let mut next_ids = Vec::new();
+            let mut still = Vec::new();
+            for &i in &active {
+                if let Some(tok) = streams[i].step(self, &logits[i], &mut quiet)? {
+                    next_ids.push([tok]);
+                    still.push(i);
                 }
             }
-            if out.len() >= max_tokens {
+            if still.is_empty() {
                 break;
             }
-            let h = self.run(&[next])?;
-            logits = self.model.last_logits(&h)?;
+            let h = {
+                let mut seqs: Vec<(&[u32], &mut KvCache)> = Vec::with_capacity(still.len());
+                let mut rest: &mut [KvCache] = &mut caches;
+                let mut base = 0;
+                for (k, &i) in still.iter().enumerate() {
+                    let (_, tail) = std::mem::take(&mut rest).split_at_mut(i - base);
+                    let (c, tail) = tail.split_first_mut().expect("cache");
+                    seqs.push((&next_ids[k], c));
+                    rest = tail;
+                    base = i + 1;
+                }
+                self.model.forward_batch(&mut seqs)?
+            };
+            for (k, &i) in still.iter().enumerate() {
+                logits[i] = self.model.logits(h.row(k), 1);
+            }
+            active = still;
         }
-        if text.len() > emitted {
-            on_text(&text[emitted..]);
-        }
-        Ok(Generation {
-            text,
-            tokens: out,
-            prompt_tokens: prompt.len(),
-            finish_reason: finish.to_string(),
-            logprobs,
-            prompt_secs,
-            decode_secs: t1.elapsed().as_secs_f64(),
-        })
+        let decode_secs = t1.elapsed().as_secs_f64();
+        Ok(streams
+            .into_iter()
+            .zip(prompts)
+            .map(|(s, p)| s.finish(p.len(), prompt_secs, decode_secs, &mut quiet))
+            .collect())
     }
 
     fn logprob_entry(&self, logits: &[f32], chosen: u32, top_n: usize) -> TokenLogprob {
@@ -430,11 +460,12 @@ impl Engine {
         let mut out = Vec::with_capacity(tokens.len() - from);
         let first_row = from - 1 - start;
         let rows = tokens.len() - from;
+        let vocab = self.model.vocab_size();
         let mut r = 0;
         while r < rows {
             let n = (rows - r).min(128);
-            let logits = self.model.logits(&hidden.narrow(0, first_row + r, n)?)?;
-            out.extend(target_logprobs(&logits, &tokens[from + r..from + r + n])?);
+            let logits = self.model.logits(hidden.slice(first_row + r, n), n);
+            out.extend(target_logprobs(&logits, vocab, &tokens[from + r..from + r + n]));
             r += n;
         }
         Ok(out)
@@ -461,10 +492,11 @@ impl Engine {
         let (hidden, start) = self.feed(&tokens, ctx_len - 1)?;
         let first_row = ctx_len - 1 - start;
         let rows = tokens.len() - ctx_len;
-        let logits = self.model.logits(&hidden.narrow(0, first_row, rows)?)?;
+        let vocab = self.model.vocab_size();
+        let logits = self.model.logits(hidden.slice(first_row, rows), rows);
         let targets = &tokens[ctx_len..];
-        let lp = target_logprobs(&logits, targets)?;
-        let greedy: Vec<u32> = logits.argmax(candle_core::D::Minus1)?.to_vec1()?;
+        let lp = target_logprobs(&logits, vocab, targets);
+        let greedy: Vec<u32> = logits.chunks_exact(vocab).map(argmax).collect();
         Ok(LogLikelihood {
             logprob: lp.iter().map(|&x| x as f64).sum(),
             tokens: rows,
@@ -495,6 +527,103 @@ impl Engine {
             }
         }
         Ok(Perplexity { perplexity: (nll / n as f64).exp(), nll, tokens: n })
+    }
+}
+
+/// One sequence being decoded: sampling, stop tokens and strings, and the text released so far.
+struct Stream<'p> {
+    params: &'p GenerateParams,
+    max_tokens: usize,
+    sampler: Sampler,
+    max_stop: usize,
+    out: Vec<u32>,
+    logprobs: Vec<TokenLogprob>,
+    text: String,
+    emitted: usize,
+    finish: &'static str,
+}
+
+impl<'p> Stream<'p> {
+    fn new(params: &'p GenerateParams, max_tokens: usize) -> Self {
+        Stream {
+            params,
+            max_tokens,
+            sampler: Sampler::new(params.sampling.clone()),
+            max_stop: params.stop.iter().map(|s| s.len()).max().unwrap_or(0),
+            out: Vec::new(),
+            logprobs: Vec::new(),
+            text: String::new(),
+            emitted: 0,
+            finish: "length",
+        }
+    }
+
+    /// Sample from `logits`; returns the token to feed next, or None when the sequence has ended.
+    fn step(&mut self, e: &Engine, logits: &[f32], on_text: &mut dyn FnMut(&str) -> bool) -> Result<Option<u32>> {
+        if self.out.len() >= self.max_tokens {
+            return Ok(None);
+        }
+        let params = self.params;
+        let next = self.sampler.sample(logits);
+        if !params.ignore_eos && e.stop_ids.contains(&next) {
+            self.finish = "stop";
+            return Ok(None);
+        }
+        if let Some(n) = params.logprobs {
+            self.logprobs.push(e.logprob_entry(logits, next, n));
+        }
+        self.out.push(next);
+        self.text = e.decode(&self.out)?;
+        if let Some(cut) = params.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
+            self.text.truncate(cut);
+            self.finish = "stop";
+            return Ok(None);
+        }
+        // Emit what can no longer change: not an incomplete character, not a possible stop-string start.
+        if !self.text.ends_with('\u{FFFD}') {
+            let text = &self.text;
+            let mut safe = text.len();
+            for k in (1..=self.max_stop.min(text.len())).rev() {
+                let start = text.len() - k;
+                if text.is_char_boundary(start) && params.stop.iter().any(|s| s.starts_with(&text[start..])) {
+                    safe = start;
+                    break;
+                }
+            }
+            if safe > self.emitted {
+                let keep_going = on_text(&text[self.emitted..safe]);
+                self.emitted = safe;
+                if !keep_going {
+                    self.finish = "stop";
+                    return Ok(None);
+                }
+            }
+        }
+        if self.out.len() >= self.max_tokens {
+            return Ok(None);
+        }
+        Ok(Some(next))
+    }
+
+    fn finish(
+        self,
+        prompt_tokens: usize,
+        prompt_secs: f64,
+        decode_secs: f64,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Generation {
+        if self.text.len() > self.emitted {
+            on_text(&self.text[self.emitted..]);
+        }
+        Generation {
+            text: self.text,
+            tokens: self.out,
+            prompt_tokens,
+            finish_reason: self.finish.to_string(),
+            logprobs: self.logprobs,
+            prompt_secs,
+            decode_secs,
+        }
     }
 }
 

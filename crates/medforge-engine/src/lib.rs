@@ -8,9 +8,10 @@
 //! compile candle, and so that the engine and its server can be tested on their own.
 
 pub mod backend;
+pub mod cpu;
 pub mod engine;
 pub mod gguf;
-pub mod llama;
+pub mod model;
 pub mod sampling;
 pub mod server;
 pub mod tiny;

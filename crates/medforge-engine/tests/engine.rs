@@ -244,3 +244,108 @@ fn backend_trait_runs_local_chat() {
     assert_eq!(backend.model(), "tiny");
     assert!(backend.identity().starts_with("medforge-engine:"));
 }
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() < tol, "{what}: position {i}: {x} vs {y}");
+    }
+}
+
+/// Qwen2 (q/k/v biases, half-split rope) and Gemma 3 (scaled embeddings, `1 + w` norms stored two ways, q/k norms,
+/// sandwich norms, GELU, a sliding-window layer with its own rope base and a global one): the GGUF file, laid out as
+/// llama.cpp's converter writes it, and the Hugging Face folder describe the same function.
+#[test]
+fn qwen2_and_gemma3_load_the_same_from_gguf_and_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<u32> = (0..40).map(|i| 40 + (i * 7) % 200).collect();
+    for arch in [tiny::Arch::Qwen2, tiny::Arch::Gemma3] {
+        let hf = dir.path().join(format!("{arch:?}"));
+        tiny::write_hf_arch(&hf, arch).unwrap();
+        let gguf = dir.path().join(format!("{arch:?}.gguf"));
+        tiny::write_gguf_arch(&gguf, arch, GgmlDType::F32).unwrap();
+        let (mut a, mut b) = (load(&hf), load(&gguf));
+        assert_eq!(a.config().arch, b.config().arch);
+        let (la, lb) = (a.score_tokens(&ids, 1).unwrap(), b.score_tokens(&ids, 1).unwrap());
+        assert_close(&la, &lb, 1e-4, &format!("{arch:?}"));
+        let ga = a.generate(&ids[..12], &greedy(16), &mut |_| true).unwrap();
+        let gb = b.generate(&ids[..12], &greedy(16), &mut |_| true).unwrap();
+        assert_eq!(ga.tokens, gb.tokens, "{arch:?}");
+    }
+    // The Gemma switches change the function: the same weights read as llama give other log-probabilities.
+    let gemma = dir.path().join("Gemma3");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(gemma.join("config.json")).unwrap()).unwrap();
+    cfg["model_type"] = "llama".into();
+    let as_llama = dir.path().join("gemma-as-llama");
+    std::fs::create_dir_all(&as_llama).unwrap();
+    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(gemma.join(f), as_llama.join(f)).unwrap();
+    }
+    std::fs::write(as_llama.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let (mut g, mut l) = (load(&gemma), load(&as_llama));
+    let (lg, ll) = (g.score_tokens(&ids, 1).unwrap(), l.score_tokens(&ids, 1).unwrap());
+    assert!(lg.iter().zip(&ll).any(|(x, y)| (x - y).abs() > 1e-2), "gemma and llama readings agree");
+}
+
+/// A PEFT adapter applied unmerged gives the function of the merged checkpoint, on the HF folder and on the GGUF file
+/// (whose Q/K rows are permuted, so the adapter's B rows are permuted the same way).
+#[test]
+fn lora_adapter_equals_the_merged_weights() {
+    let t = tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = dir.path().join("adapter");
+    tiny::write_lora(&adapter, 4, 8.0).unwrap();
+    let merged = dir.path().join("merged");
+    tiny::write_hf_merged(&merged, 4, 8.0).unwrap();
+    let ids: Vec<u32> = (0..30).map(|i| 50 + (i * 11) % 150).collect();
+    let want = load(&merged).score_tokens(&ids, 1).unwrap();
+    let base = load(&t.hf).score_tokens(&ids, 1).unwrap();
+    assert!(want.iter().zip(&base).any(|(x, y)| (x - y).abs() > 1e-2), "the adapter must change the model");
+    let opts = LoadOptions { adapter: Some(adapter.clone()), ..Default::default() };
+    for base_path in [&t.hf, &t.gguf] {
+        let mut e = Engine::load(base_path, &opts).unwrap();
+        assert_eq!(e.adapter.as_ref().map(|a| a.1), Some(4));
+        assert_close(&e.score_tokens(&ids, 1).unwrap(), &want, 1e-3, &base_path.display().to_string());
+    }
+    // An adapter for another model is refused with what does not fit.
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(adapter.join("adapter_config.json")).unwrap()).unwrap();
+    cfg["use_dora"] = true.into();
+    std::fs::write(adapter.join("adapter_config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let err = Engine::load(&t.hf, &opts).err().expect("DoRA refused").to_string();
+    assert!(err.contains("DoRA"), "{err}");
+    let qwen = dir.path().join("qwen");
+    tiny::write_hf_arch(&qwen, tiny::Arch::Qwen2).unwrap();
+    cfg["use_dora"] = false.into();
+    std::fs::write(adapter.join("adapter_config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    std::fs::remove_file(adapter.join("adapter_model.safetensors")).unwrap();
+    let err = Engine::load(&qwen, &opts).err().expect("no weights").to_string();
+    assert!(err.contains("adapter_model.safetensors"), "{err}");
+}
+
+/// Batched generation gives each prompt what it gets alone.
+#[test]
+fn batched_generation_equals_one_prompt_at_a_time() {
+    let t = tiny();
+    let mut e = load(&t.q8);
+    let prompts: Vec<Vec<u32>> =
+        vec![(0..7).map(|i| 60 + i).collect(), (0..19).map(|i| 90 + 3 * i).collect(), vec![120, 121]];
+    for params in [
+        greedy(12),
+        GenerateParams {
+            max_tokens: 9,
+            sampling: SamplingParams { temperature: 0.9, top_p: 0.95, top_k: 0, seed: 5 },
+            ..Default::default()
+        },
+    ] {
+        let batch = e.generate_batch(&prompts, &params).unwrap();
+        for (p, b) in prompts.iter().zip(&batch) {
+            e.reset_cache();
+            let one = e.generate(p, &params, &mut |_| true).unwrap();
+            assert_eq!(one.tokens, b.tokens, "prompt {p:?}");
+            assert_eq!(one.text, b.text);
+            assert_eq!(one.finish_reason, b.finish_reason);
+        }
+    }
+}

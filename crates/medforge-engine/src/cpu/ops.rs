@@ -1,0 +1,191 @@
+//! Row-wise kernels of a decoder layer on `f32` slices: RMS norm, rotary embeddings, activations, and causal
+//! attention over a KV cache. Reductions accumulate in f64 where llama.cpp does (norms), so that results track it.
+
+use rayon::prelude::*;
+
+use super::simd;
+
+/// `out = x / rms(x) * (w + add)` for each row of `x` (`add` is 1 for Gemma's `(1 + w)` norms stored without the 1).
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, add: f32, out: &mut [f32]) {
+    let d = w.len();
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let ss: f64 = xr.iter().map(|&v| v as f64 * v as f64).sum();
+        let scale = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
+        for ((o, &v), &g) in or.iter_mut().zip(xr).zip(w) {
+            *o = v * scale * (g + add);
+        }
+    }
+}
+
+/// In-place RMS norm of each `w.len()`-wide piece of `x` (per-head q/k norms).
+pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32, add: f32) {
+    let d = w.len();
+    for xr in x.chunks_exact_mut(d) {
+        let ss: f64 = xr.iter().map(|&v| v as f64 * v as f64).sum();
+        let scale = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
+        for (v, &g) in xr.iter_mut().zip(w) {
+            *v = *v * scale * (g + add);
+        }
+    }
+}
+
+/// Cosines and sines of the rotary angles for `n` positions from `start`, `half = rot_dims / 2` per position.
+/// The angle for pair i is `pos / scale * base^(-2i / rot_dims) / factor_i`, the frequencies built by repeated
+/// multiplication in f32 as llama.cpp builds them; `factors` (Llama 3.1's `rope_freqs`) may be empty.
+pub struct RopeTable {
+    pub half: usize,
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+}
+
+impl RopeTable {
+    pub fn new(start: usize, n: usize, rot_dims: usize, base: f32, linear_scale: f32, factors: &[f32]) -> Self {
+        let half = rot_dims / 2;
+        let theta_scale = base.powf(-2.0 / rot_dims as f32);
+        let mut cos = Vec::with_capacity(n * half);
+        let mut sin = Vec::with_capacity(n * half);
+        for p in start..start + n {
+            let mut theta = p as f32 / linear_scale;
+            for i in 0..half {
+                let a = theta / factors.get(i).copied().unwrap_or(1.0);
+                cos.push(a.cos());
+                sin.push(a.sin());
+                theta *= theta_scale;
+            }
+        }
+        RopeTable { half, cos, sin }
+    }
+}
+
+/// Rotate each head of each row in place. `interleaved`: pairs `(2i, 2i+1)` (GGUF llama); otherwise pairs
+/// `(i, i + half)` (Hugging Face layout, qwen2, gemma).
+pub fn rope(x: &mut [f32], t: usize, heads: usize, head_dim: usize, table: &RopeTable, interleaved: bool) {
+    let half = table.half;
+    for i in 0..t {
+        let (c, s) = (&table.cos[i * half..(i + 1) * half], &table.sin[i * half..(i + 1) * half]);
+        for h in 0..heads {
+            let v = &mut x[(i * heads + h) * head_dim..(i * heads + h + 1) * head_dim];
+            for k in 0..half {
+                let (a, b) = if interleaved { (2 * k, 2 * k + 1) } else { (k, k + half) };
+                let (x0, x1) = (v[a], v[b]);
+                v[a] = x0 * c[k] - x1 * s[k];
+                v[b] = x0 * s[k] + x1 * c[k];
+            }
+        }
+    }
+}
+
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU, tanh approximation (`gelu_pytorch_tanh`).
+pub fn gelu_tanh(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // sqrt(2 / pi)
+    0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// Softmax of `x` in place.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Attention geometry.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnShape {
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    /// Sliding window: a query at position p sees keys `p - window < j <= p`.
+    pub window: Option<usize>,
+    /// Gemma 2's `tanh` soft cap on attention scores.
+    pub softcap: Option<f32>,
+}
+
+/// Causal attention for `t` queries at positions `start..start + t` (`q`: `t x n_head*head_dim`) over the cached
+/// keys and values of positions `0..start + t` (`k`, `v`: `(start + t) x n_kv_head*head_dim`). Query head h reads
+/// KV head `h / (n_head / n_kv_head)`.
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, start: usize, s: AttnShape, out: &mut [f32]) {
+    let (hd, nh) = (s.head_dim, s.n_head);
+    let kvd = s.n_kv_head * hd;
+    let rep = nh / s.n_kv_head;
+    let total = start + t;
+    let one = |(idx, o): (usize, &mut [f32])| {
+        let (i, h) = (idx / nh, idx % nh);
+        let pos = start + i;
+        let lo = s.window.map(|w| (pos + 1).saturating_sub(w)).unwrap_or(0);
+        let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+        let g = h / rep;
+        let mut scores: Vec<f32> = (lo..=pos)
+            .map(|j| {
+                let sc = simd::dot_f32(qh, &k[j * kvd + g * hd..j * kvd + (g + 1) * hd]) * s.scale;
+                match s.softcap {
+                    Some(c) => c * (sc / c).tanh(),
+                    None => sc,
+                }
+            })
+            .collect();
+        softmax(&mut scores);
+        o.fill(0.0);
+        for (p, j) in scores.iter().zip(lo..=pos) {
+            simd::axpy(*p, &v[j * kvd + g * hd..j * kvd + (g + 1) * hd], o);
+        }
+    };
+    let work = t * nh * total * hd;
+    if work < 1 << 16 {
+        out.chunks_exact_mut(hd).enumerate().for_each(one);
+    } else {
+        out.par_chunks_exact_mut(hd).enumerate().for_each(one);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attention_attends_causally_and_within_the_window() {
+        // One head, dim 2, three positions; values are one-hot by position so the output shows the weights.
+        let s = AttnShape { n_head: 1, n_kv_head: 1, head_dim: 2, scale: 1.0, window: None, softcap: None };
+        let k = vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let v = vec![1.0, 0.0, 0.0, 1.0, 0.5, 0.5];
+        let q = vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0];
+        let mut out = vec![0.0; 6];
+        attention(&q, &k, &v, 3, 0, s, &mut out);
+        // Equal scores: position 0 sees itself, 1 averages 0..1, 2 averages 0..2.
+        assert_eq!(&out[0..2], &[1.0, 0.0]);
+        assert!((out[2] - 0.5).abs() < 1e-6 && (out[3] - 0.5).abs() < 1e-6);
+        assert!((out[4] - 0.5).abs() < 1e-6 && (out[5] - 0.5).abs() < 1e-6);
+        let mut w = vec![0.0; 6];
+        attention(&q, &k, &v, 3, 0, AttnShape { window: Some(1), ..s }, &mut w);
+        assert_eq!(w, v, "a window of 1 sees only the current position");
+    }
+
+    #[test]
+    fn rope_layouts_rotate_the_same_pairs_differently() {
+        let table = RopeTable::new(3, 1, 4, 10_000.0, 1.0, &[]);
+        let mut a = vec![1.0, 2.0, 3.0, 4.0];
+        let mut b = a.clone();
+        rope(&mut a, 1, 1, 4, &table, true);
+        rope(&mut b, 1, 1, 4, &table, false);
+        // Rotation keeps each pair's norm.
+        assert!(((a[0] * a[0] + a[1] * a[1]) - 5.0).abs() < 1e-5);
+        assert!(((b[0] * b[0] + b[2] * b[2]) - 10.0).abs() < 1e-5);
+        assert_ne!(a, b);
+        // Position 0 is the identity.
+        let t0 = RopeTable::new(0, 1, 4, 10_000.0, 1.0, &[]);
+        let mut c = vec![1.0, 2.0, 3.0, 4.0];
+        rope(&mut c, 1, 1, 4, &t0, false);
+        assert_eq!(c, vec![1.0, 2.0, 3.0, 4.0]);
+    }
+}

@@ -1,0 +1,406 @@
+//! Dot products that candle implements only as scalar loops: Q4_1, Q5_0 and Q5_1 weight blocks against 8-bit
+//! activation blocks, and plain `f32`. Each has a scalar definition and an AVX2 version chosen at run time; the tests
+//! hold the two equal.
+//!
+//! Block layouts are GGUF's (little-endian, 32 weights per block):
+//! - Q4_1: `d: f16, m: f16, qs: [u8; 16]`; weight j is `d * q_j + m` with q_j the low nibble of `qs[j]` for j < 16,
+//!   the high nibble of `qs[j - 16]` otherwise;
+//! - Q5_0: `d: f16, qh: u32, qs: [u8; 16]`; as Q4_1's nibbles plus bit j of `qh` as the fifth bit, weight `d * (q - 16)`;
+//! - Q5_1: `d: f16, m: f16, qh: u32, qs: [u8; 16]`; weight `d * q + m`.
+
+use half::f16;
+
+pub const QK: usize = 32;
+pub const Q4_1_BYTES: usize = 20;
+pub const Q5_0_BYTES: usize = 22;
+pub const Q5_1_BYTES: usize = 24;
+
+/// 32 activations as int8 with their scale, as llama.cpp's Q8_0/Q8_1 hold them (the scale rounded through f16, so
+/// the products are the ones llama.cpp computes); `sum` is the sum of `qs` and `s = f16(d * sum)`.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+pub struct Q8Act {
+    pub qs: [i8; QK],
+    pub d: f32,
+    pub s: f32,
+    pub sum: i32,
+}
+
+impl Default for Q8Act {
+    fn default() -> Self {
+        Q8Act { qs: [0; QK], d: 0.0, s: 0.0, sum: 0 }
+    }
+}
+
+/// Quantise `x` (a multiple of 32 long) into `out` blocks: `d = max|x| / 127`, `q = round(x / d)`.
+pub fn quantize_act(x: &[f32], out: &mut [Q8Act]) {
+    debug_assert_eq!(x.len(), out.len() * QK);
+    for (chunk, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in b.qs.iter_mut().zip(chunk) {
+            let r = (v * id).round() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        b.d = f16::from_f32(d).to_f32();
+        b.s = f16::from_f32(d * sum as f32).to_f32();
+        b.sum = sum;
+    }
+}
+
+#[inline(always)]
+fn half_at(b: &[u8], at: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+}
+
+/// The 32 nibbles of a 16-byte `qs` in weight order.
+#[inline(always)]
+fn nibbles(qs: &[u8]) -> [u8; QK] {
+    let mut q = [0u8; QK];
+    for j in 0..16 {
+        q[j] = qs[j] & 0x0F;
+        q[j + 16] = qs[j] >> 4;
+    }
+    q
+}
+
+#[inline(always)]
+fn idot(q: &[u8; QK], y: &[i8; QK]) -> i32 {
+    q.iter().zip(y).map(|(&a, &b)| a as i32 * b as i32).sum()
+}
+
+pub mod scalar {
+    use super::*;
+
+    pub fn dot_q4_1(w: &[u8], a: &[Q8Act]) -> f32 {
+        let mut acc = 0f32;
+        for (b, y) in w.chunks_exact(Q4_1_BYTES).zip(a) {
+            let (d, m) = (half_at(b, 0), half_at(b, 2));
+            let q = nibbles(&b[4..20]);
+            acc += d * y.d * idot(&q, &y.qs) as f32 + m * y.s;
+        }
+        acc
+    }
+
+    fn fifth_bits(q: &mut [u8; QK], qh: u32) {
+        for (j, v) in q.iter_mut().enumerate() {
+            *v |= (((qh >> j) & 1) as u8) << 4;
+        }
+    }
+
+    pub fn dot_q5_0(w: &[u8], a: &[Q8Act]) -> f32 {
+        let mut acc = 0f32;
+        for (b, y) in w.chunks_exact(Q5_0_BYTES).zip(a) {
+            let d = half_at(b, 0);
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            let mut q = nibbles(&b[6..22]);
+            fifth_bits(&mut q, qh);
+            acc += d * y.d * (idot(&q, &y.qs) - 16 * y.sum) as f32;
+        }
+        acc
+    }
+
+    pub fn dot_q5_1(w: &[u8], a: &[Q8Act]) -> f32 {
+        let mut acc = 0f32;
+        for (b, y) in w.chunks_exact(Q5_1_BYTES).zip(a) {
+            let (d, m) = (half_at(b, 0), half_at(b, 2));
+            let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+            let mut q = nibbles(&b[8..24]);
+            fifth_bits(&mut q, qh);
+            acc += d * y.d * idot(&q, &y.qs) as f32 + m * y.s;
+        }
+        acc
+    }
+
+    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        // Eight partial sums, like the SIMD version, so that the two agree closely.
+        let mut s = [0f32; 8];
+        let n = a.len() / 8 * 8;
+        for (ca, cb) in a[..n].chunks_exact(8).zip(b[..n].chunks_exact(8)) {
+            for k in 0..8 {
+                s[k] += ca[k] * cb[k];
+            }
+        }
+        let mut t: f32 = s.iter().sum();
+        for i in n..a.len() {
+            t += a[i] * b[i];
+        }
+        t
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::*;
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// 16 bytes of packed nibbles as 32 bytes in weight order (low nibbles, then high nibbles).
+    #[inline(always)]
+    unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
+        let x = _mm_loadu_si128(p as *const __m128i);
+        let m = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(x, m);
+        let hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
+        _mm256_set_m128i(hi, lo)
+    }
+
+    /// Bit j of `qh` as 0x10 in byte j.
+    #[inline(always)]
+    unsafe fn fifth_bits(qh: u32) -> __m256i {
+        let v = _mm256_set1_epi32(qh as i32);
+        // Byte j takes byte j / 8 of qh ...
+        let shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+        let v = _mm256_shuffle_epi8(v, shuf);
+        // ... and keeps bit j % 8 of it.
+        let bit = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
+
+    #[inline(always)]
+    unsafe fn dot_u8_i8(q: __m256i, y: *const i8) -> __m256 {
+        let y = _mm256_load_si256(y as *const __m256i);
+        let p16 = _mm256_maddubs_epi16(q, y);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q4_1(w: &[u8], a: &[Q8Act]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut summ = 0f32;
+        for (b, y) in w.chunks_exact(Q4_1_BYTES).zip(a) {
+            let (d, m) = (half_at(b, 0), half_at(b, 2));
+            let p = dot_u8_i8(unpack_nibbles(b.as_ptr().add(4)), y.qs.as_ptr());
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), p, acc);
+            summ += m * y.s;
+        }
+        hsum(acc) + summ
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q5_0(w: &[u8], a: &[Q8Act]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for (b, y) in w.chunks_exact(Q5_0_BYTES).zip(a) {
+            let d = half_at(b, 0);
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            let q = _mm256_or_si256(unpack_nibbles(b.as_ptr().add(6)), fifth_bits(qh));
+            // q is 0..31 for weight q - 16: the product is dot(q, y) - 16 * sum(y).
+            let p = _mm256_sub_ps(
+                dot_u8_i8(q, y.qs.as_ptr()),
+                _mm256_set_ps(0., 0., 0., 0., 0., 0., 0., 16. * y.sum as f32),
+            );
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), p, acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q5_1(w: &[u8], a: &[Q8Act]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut summ = 0f32;
+        for (b, y) in w.chunks_exact(Q5_1_BYTES).zip(a) {
+            let (d, m) = (half_at(b, 0), half_at(b, 2));
+            let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+            let q = _mm256_or_si256(unpack_nibbles(b.as_ptr().add(8)), fifth_bits(qh));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), dot_u8_i8(q, y.qs.as_ptr()), acc);
+            summ += m * y.s;
+        }
+        hsum(acc) + summ
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut s0 = _mm256_setzero_ps();
+        let mut s1 = _mm256_setzero_ps();
+        let mut s2 = _mm256_setzero_ps();
+        let mut s3 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 32 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 16)), _mm256_loadu_ps(pb.add(i + 16)), s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 24)), _mm256_loadu_ps(pb.add(i + 24)), s3);
+            i += 32;
+        }
+        while i + 8 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+            i += 8;
+        }
+        let mut t = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+        while i < n {
+            t += *pa.add(i) * *pb.add(i);
+            i += 1;
+        }
+        t
+    }
+
+    /// `y += a * x`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+        let va = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= n {
+            _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i))));
+            i += 8;
+        }
+        while i < n {
+            *py.add(i) += a * *px.add(i);
+            i += 1;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    use std::sync::OnceLock;
+    static AVX2: OnceLock<bool> = OnceLock::new();
+    *AVX2.get_or_init(|| {
+        std::env::var_os("MEDFORGE_NO_SIMD").is_none()
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+    })
+}
+
+macro_rules! dispatch {
+    ($name:ident, $($arg:ident: $ty:ty),*) => {
+        #[inline]
+        pub fn $name($($arg: $ty),*) -> f32 {
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                return unsafe { avx2::$name($($arg),*) };
+            }
+            scalar::$name($($arg),*)
+        }
+    };
+}
+
+dispatch!(dot_q4_1, w: &[u8], a: &[Q8Act]);
+dispatch!(dot_q5_0, w: &[u8], a: &[Q8Act]);
+dispatch!(dot_q5_1, w: &[u8], a: &[Q8Act]);
+dispatch!(dot_f32, a: &[f32], b: &[f32]);
+
+/// `y += a * x`.
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { avx2::axpy(a, x, y) };
+    }
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn rand_f32(n: usize, seed: u64) -> Vec<f32> {
+        rand_bytes(n * 2, seed).chunks(2).map(|c| (c[0] as f32 - 127.5) / 50.0 + c[1] as f32 / 1000.0).collect()
+    }
+
+    /// Valid block bytes: random quants, small finite f16 scales.
+    fn blocks(n: usize, size: usize, scales: usize, seed: u64) -> Vec<u8> {
+        let mut b = rand_bytes(n * size, seed);
+        for blk in b.chunks_exact_mut(size) {
+            for k in 0..scales {
+                let v = f16::from_f32(0.01 + (blk[2 * k + 1] as f32) / 5000.0 * if k == 1 { -1.0 } else { 1.0 });
+                blk[2 * k..2 * k + 2].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        b
+    }
+
+    fn act(n: usize, seed: u64) -> Vec<Q8Act> {
+        let x = rand_f32(n * QK, seed);
+        let mut a = vec![Q8Act::default(); n];
+        quantize_act(&x, &mut a);
+        a
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() <= 1e-4 * (1.0 + a.abs().max(b.abs()))
+    }
+
+    #[test]
+    fn simd_kernels_equal_the_scalar_definitions() {
+        for (nb, seed) in [(1usize, 3u64), (18, 5), (48, 9)] {
+            let a = act(nb, seed);
+            let w = blocks(nb, Q4_1_BYTES, 2, seed + 1);
+            assert!(close(dot_q4_1(&w, &a), scalar::dot_q4_1(&w, &a)));
+            let w = blocks(nb, Q5_0_BYTES, 1, seed + 2);
+            assert!(
+                close(dot_q5_0(&w, &a), scalar::dot_q5_0(&w, &a)),
+                "{} {}",
+                dot_q5_0(&w, &a),
+                scalar::dot_q5_0(&w, &a)
+            );
+            let w = blocks(nb, Q5_1_BYTES, 2, seed + 3);
+            assert!(close(dot_q5_1(&w, &a), scalar::dot_q5_1(&w, &a)));
+            let x = rand_f32(nb * QK + 5, seed + 4);
+            let y = rand_f32(nb * QK + 5, seed + 6);
+            assert!(close(dot_f32(&x, &y), scalar::dot_f32(&x, &y)));
+        }
+    }
+
+    /// The scalar Q4_1 definition against the plain arithmetic of the dequantised weights.
+    #[test]
+    fn q4_1_dot_is_the_dequantised_product() {
+        let w = blocks(2, Q4_1_BYTES, 2, 11);
+        let a = act(2, 12);
+        let mut want = 0f32;
+        for (bi, b) in w.chunks_exact(Q4_1_BYTES).enumerate() {
+            let (d, m) = (half_at(b, 0), half_at(b, 2));
+            for j in 0..QK {
+                let q = if j < 16 { b[4 + j] & 15 } else { b[4 + j - 16] >> 4 };
+                let y = &a[bi];
+                want += (d * q as f32 + m) * (y.d * y.qs[j] as f32);
+            }
+        }
+        // m * s uses s = f16(d * sum), as llama.cpp does: agree to f16 precision of that term.
+        assert!((scalar::dot_q4_1(&w, &a) - want).abs() < 2e-2 * (1.0 + want.abs()), "{want}");
+    }
+
+    #[test]
+    fn activations_round_trip_within_half_a_step() {
+        let x = rand_f32(64, 21);
+        let mut a = vec![Q8Act::default(); 2];
+        quantize_act(&x, &mut a);
+        for (i, v) in x.iter().enumerate() {
+            let b = &a[i / QK];
+            assert!((b.qs[i % QK] as f32 * b.d - v).abs() <= b.d * 0.51 + 1e-3, "{i}");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! PEFT LoRA adapters (`adapter_config.json` + `adapter_model.safetensors`, as `peft` saves them), applied unmerged:
+//! each target projection computes `W x + (alpha / r) B (A x)`, so a quantised base stays exact and the adapter can
+//! be swapped without reloading the base.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::{Model, ModelConfig};
+use crate::cpu::QMatrix;
+use crate::{EngineError, Result};
+
+/// One projection's low-rank update.
+pub struct LoraPair {
+    /// `r x in`.
+    a: QMatrix,
+    /// `out x r`.
+    b: QMatrix,
+    scale: f32,
+}
+
+impl LoraPair {
+    /// `y += scale * (x A^T) B^T` for `t` rows.
+    pub fn add_to(&self, x: &[f32], t: usize, y: &mut [f32]) {
+        let r = self.a.rows();
+        let mut ax = vec![0f32; t * r];
+        self.a.matmul(x, t, &mut ax);
+        let mut bax = vec![0f32; t * self.b.rows()];
+        self.b.matmul(&ax, t, &mut bax);
+        y.iter_mut().zip(&bax).for_each(|(v, d)| *v += self.scale * d);
+    }
+}
+
+/// A loaded adapter: its config and the pairs by (layer, module).
+pub struct Adapter {
+    pub dir: String,
+    pub rank: usize,
+    pub alpha: f64,
+    pub targets: Vec<String>,
+    pairs: HashMap<(usize, String), (Tensor, Tensor)>,
+    scale: f64,
+}
+
+const MODULES: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+impl Adapter {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let cfg_path = dir.join("adapter_config.json");
+        let bytes = std::fs::read(&cfg_path).map_err(|e| EngineError::io(&cfg_path, e))?;
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| EngineError::Format(format!("{}: {e}", cfg_path.display())))?;
+        let bad = |what: String| EngineError::Unsupported(format!("{}: {what}", cfg_path.display()));
+        if let Some(t) = cfg["peft_type"].as_str() {
+            if t != "LORA" {
+                return Err(bad(format!("peft_type `{t}` (only LORA adapters are supported)")));
+            }
+        }
+        if cfg["use_dora"].as_bool() == Some(true) {
+            return Err(bad("DoRA adapters (use_dora = true) are not supported".into()));
+        }
+        if cfg["fan_in_fan_out"].as_bool() == Some(true) {
+            return Err(bad("fan_in_fan_out = true (Conv1D models) is not supported".into()));
+        }
+        for key in ["rank_pattern", "alpha_pattern"] {
+            if cfg[key].as_object().is_some_and(|m| !m.is_empty()) {
+                return Err(bad(format!("per-module `{key}` is not supported; use one r and lora_alpha")));
+            }
+        }
+        if cfg["modules_to_save"].as_array().is_some_and(|m| !m.is_empty()) {
+            return Err(bad("modules_to_save (fully trained extra modules) is not supported".into()));
+        }
+        let rank = cfg["r"].as_u64().ok_or_else(|| bad("no `r`".into()))? as usize;
+        let alpha = cfg["lora_alpha"].as_f64().unwrap_or(rank as f64);
+        let scale =
+            if cfg["use_rslora"].as_bool() == Some(true) { alpha / (rank as f64).sqrt() } else { alpha / rank as f64 };
+        let weights = dir.join("adapter_model.safetensors");
+        if !weights.is_file() {
+            return Err(EngineError::Format(format!(
+                "{}: no adapter_model.safetensors (adapter_model.bin is not read; save with safe_serialization=True)",
+                dir.display()
+            )));
+        }
+        let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)?;
+        let mut halves: HashMap<(usize, String), (Option<Tensor>, Option<Tensor>)> = HashMap::new();
+        let mut targets: Vec<String> = Vec::new();
+        for (name, t) in tensors {
+            // base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}[.default].weight
+            let Some(rest) = name.split("layers.").nth(1) else {
+                return Err(EngineError::Unsupported(format!(
+                    "{}: tensor `{name}` is not in a decoder layer (embedding/lm_head adapters are not supported)",
+                    weights.display()
+                )));
+            };
+            let mut parts = rest.split('.');
+            let layer: usize = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                EngineError::Format(format!("{}: cannot read the layer number of `{name}`", weights.display()))
+            })?;
+            let module = MODULES.iter().find(|m| rest.contains(&format!(".{m}."))).ok_or_else(|| {
+                EngineError::Unsupported(format!(
+                    "{}: `{name}` targets a module other than {}",
+                    weights.display(),
+                    MODULES.join(", ")
+                ))
+            })?;
+            let entry = halves.entry((layer, module.to_string())).or_default();
+            if name.contains("lora_A") {
+                entry.0 = Some(t);
+            } else if name.contains("lora_B") {
+                entry.1 = Some(t);
+            } else {
+                return Err(EngineError::Unsupported(format!(
+                    "{}: `{name}` is neither lora_A nor lora_B (LoRA biases and magnitudes are not supported)",
+                    weights.display()
+                )));
+            }
+            if !targets.contains(&module.to_string()) {
+                targets.push(module.to_string());
+            }
+        }
+        let mut pairs = HashMap::new();
+        for ((layer, module), (a, b)) in halves {
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    pairs.insert((layer, module), (a, b));
+                }
+                _ => {
+                    return Err(EngineError::Format(format!(
+                        "{}: layer {layer} {module} has only one of lora_A/lora_B",
+                        weights.display()
+                    )))
+                }
+            }
+        }
+        if pairs.is_empty() {
+            return Err(EngineError::Format(format!("{}: the adapter has no LoRA tensors", weights.display())));
+        }
+        targets.sort();
+        Ok(Adapter { dir: dir.display().to_string(), rank, alpha, targets, pairs, scale })
+    }
+
+    /// Attach the adapter to a model. `interleaved_qk`: the base stores Q/K rows in llama.cpp's order (GGUF llama),
+    /// so the rows of B for q_proj/k_proj are permuted the same way.
+    pub fn apply(&self, model: &mut Model) -> Result<()> {
+        let config: ModelConfig = model.config.clone();
+        for ((layer, module), (a, b)) in &self.pairs {
+            let lin = model
+                .layers_mut()
+                .get_mut(*layer)
+                .ok_or_else(|| {
+                    EngineError::Format(format!(
+                        "{}: layer {layer} does not exist in a {}-layer model",
+                        self.dir, config.n_layer
+                    ))
+                })?
+                .linear_mut(module)
+                .expect("known module");
+            let mat = |t: &Tensor| -> Result<(usize, usize, Vec<f32>)> {
+                let (r, c) = t.dims2()?;
+                Ok((r, c, t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?))
+            };
+            let (ar, ac, av) = mat(a)?;
+            let (br, bc, mut bv) = mat(b)?;
+            if ac != lin.w.cols() || br != lin.w.rows() || ar != bc {
+                return Err(EngineError::Format(format!(
+                    "{}: layer {layer} {module}: A is {ar}x{ac} and B {br}x{bc}, the base projection is {}x{} \
+                     (an adapter for another model?)",
+                    self.dir,
+                    lin.w.rows(),
+                    lin.w.cols()
+                )));
+            }
+            if config.rope_interleaved && (module == "q_proj" || module == "k_proj") {
+                let heads = if module == "q_proj" { config.n_head } else { config.n_kv_head };
+                bv = permute_rows_for_interleaved_rope(&bv, br, bc, heads);
+            }
+            lin.lora = Some(LoraPair {
+                a: QMatrix::from_f32(ar, ac, av)?,
+                b: QMatrix::from_f32(br, bc, bv)?,
+                scale: self.scale as f32,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Hugging Face → llama.cpp row order within each head: rows `i` and `i + d/2` become `2i` and `2i + 1`.
+pub fn permute_rows_for_interleaved_rope(m: &[f32], rows: usize, cols: usize, heads: usize) -> Vec<f32> {
+    let d = rows / heads;
+    let mut out = vec![0f32; m.len()];
+    for h in 0..heads {
+        for j in 0..2 {
+            for i in 0..d / 2 {
+                let src = h * d + j * (d / 2) + i;
+                let dst = h * d + 2 * i + j;
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&m[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}

@@ -333,6 +333,9 @@ pub struct EvalArgs {
     /// With --model-path: requantise GGUF weights at load (q8_0, q4_0, ...), see `medforge serve --help`.
     #[arg(long, requires = "model_path")]
     requant: Option<String>,
+    /// With --model-path: a PEFT LoRA adapter folder applied on top (evaluate a fine-tune against its base).
+    #[arg(long, requires = "model_path")]
+    adapter: Option<PathBuf>,
     /// medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa.
     #[arg(long)]
     benchmark: String,
@@ -381,6 +384,7 @@ impl EvalArgs {
             let opts = medforge_engine::engine::LoadOptions {
                 requant: self.requant.clone(),
                 name: self.model.clone(),
+                adapter: self.adapter.clone(),
                 ..Default::default()
             };
             let engine = medforge_engine::engine::Engine::load(path, &opts)

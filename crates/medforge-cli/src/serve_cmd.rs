@@ -12,11 +12,13 @@ use medforge_engine::server::ServerConfig;
 #[command(after_help = "Examples:\n  \
     scripts/fetch_model.sh    # SmolLM2-135M-Instruct into ~/.cache/medforge/models\n  \
     medforge serve --model ~/.cache/medforge/models/SmolLM2-135M-Instruct.Q4_1.gguf\n  \
-    MEDFORGE_API_KEY=s3cret medforge serve --model M.gguf --api-key-env MEDFORGE_API_KEY --port 9000\n\n\
+    MEDFORGE_API_KEY=s3cret medforge serve --model M.gguf --api-key-env MEDFORGE_API_KEY --port 9000\n  \
+    medforge serve --model base.gguf --adapter out/lora/adapter    # a PEFT LoRA folder on top of the base\n\n\
     Endpoints: POST /v1/chat/completions (\"stream\": true for SSE), POST /v1/completions, GET /v1/models.\n\
     Binds 127.0.0.1 unless --host says otherwise; one request runs at a time, others queue.")]
 pub struct ServeArgs {
-    /// A GGUF file (llama, mistral, qwen2) or a Hugging Face folder (config.json, *.safetensors, tokenizer.json).
+    /// A GGUF file (llama, mistral, qwen2, gemma, gemma2, gemma3) or a Hugging Face folder (config.json,
+    /// *.safetensors, tokenizer.json).
     #[arg(long)]
     model: PathBuf,
     #[arg(long, default_value = "127.0.0.1")]
@@ -29,13 +31,14 @@ pub struct ServeArgs {
     /// The model id clients use (default: the file name without .gguf).
     #[arg(long)]
     name: Option<String>,
-    /// Requantise GGUF weights at load (q8_0, q4_0): faster on CPU than Q4_1, which candle runs without SIMD.
+    /// Requantise weights at load (q8_0, q4_0, q4_1, q4k, q6k): smaller/faster f32 safetensors, or another trade-off
+    /// of a GGUF file's size and accuracy.
     #[arg(long)]
     requant: Option<String>,
     /// A tokenizer.json to use instead of the model's own.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// LoRA adapter folder (not supported yet).
+    /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), applied on top of --model.
     #[arg(long)]
     adapter: Option<PathBuf>,
     /// Largest request body in bytes.
@@ -104,9 +107,6 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
-    if args.adapter.is_some() {
-        bail!("--adapter: LoRA adapters are not supported by the engine yet");
-    }
     let api_key = match &args.api_key_env {
         Some(var) => match std::env::var(var) {
             Ok(k) if !k.is_empty() => Some(k),
@@ -114,8 +114,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         },
         None => None,
     };
-    let opts =
-        LoadOptions { requant: args.requant.clone(), tokenizer: args.tokenizer.clone(), name: args.name.clone() };
+    let opts = LoadOptions {
+        requant: args.requant.clone(),
+        tokenizer: args.tokenizer.clone(),
+        name: args.name.clone(),
+        adapter: args.adapter.clone(),
+    };
     let t0 = std::time::Instant::now();
     let engine = Engine::load(&args.model, &opts).with_context(|| format!("loading {}", args.model.display()))?;
     let name = engine.name.clone();
@@ -126,6 +130,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         engine.config().n_layer,
         t0.elapsed().as_secs_f64()
     );
+    if let Some((dir, r, alpha)) = &engine.adapter {
+        eprintln!("with LoRA adapter {dir} (r = {r}, alpha = {alpha})");
+    }
     let cfg = ServerConfig { api_key, max_body_bytes: args.max_body_bytes, ..Default::default() };
     let addr = format!("{}:{}", args.host, args.port);
     medforge_engine::server::run_blocking(&addr, engine, cfg, |bound| {

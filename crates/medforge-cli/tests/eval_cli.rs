@@ -191,4 +191,42 @@ fn eval_with_local_engine_in_both_modes() {
         }
         assert!(dir.join("report.html").is_file());
     }
+    // The same with a LoRA adapter on top: the model changes, so the option log-probs do.
+    let adapter = tmp.path().join("adapter");
+    medforge_engine::tiny::write_lora(&adapter, 4, 8.0).expect("adapter");
+    let option_logprobs = |dir: &std::path::Path| -> Vec<String> {
+        let mut rows = csv::Reader::from_path(dir.join("tiny_results.csv")).expect("results csv");
+        let lp = rows.headers().expect("headers").iter().position(|h| h == "option_logprobs").expect("column");
+        rows.records().map(|r| r.expect("row")[lp].to_string()).collect()
+    };
+    let tuned = tmp.path().join("tuned");
+    let base_args = [
+        "eval",
+        "--model-path",
+        model.to_str().expect("utf8"),
+        "--benchmark",
+        "mmlu-medical",
+        "--data",
+        &fixture("mmlu_medical/clinical_knowledge_dev.csv"),
+        "--limit",
+        "3",
+        "--mode",
+        "loglik",
+        "--out",
+        tuned.to_str().expect("utf8"),
+    ];
+    let mut args = base_args.to_vec();
+    args.extend(["--adapter", adapter.to_str().expect("utf8")]);
+    let out = medforge(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(option_logprobs(&tuned), option_logprobs(&tmp.path().join("loglik")));
+    let mut args = base_args.to_vec();
+    args.extend(["--adapter", "no-such-adapter"]);
+    let out = medforge(&args);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-adapter"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

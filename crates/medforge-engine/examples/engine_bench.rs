@@ -3,6 +3,9 @@
 //!   engine_bench greedy MODEL PROMPTS.jsonl N [REQUANT]   -> JSONL: prompt ids, greedy ids, top-2 logit gap per step
 //!   engine_bench ppl MODEL TEXT_FILE [REQUANT]            -> JSON: token ids, NLL, perplexity
 //!   engine_bench speed MODEL PROMPT_TOKENS GEN_TOKENS [REQUANT] -> JSON: load s, prompt tok/s, decode tok/s, peak RSS
+//!   engine_bench batch MODEL PROMPT_TOKENS GEN_TOKENS BATCH       -> JSON: decode tok/s over BATCH sequences at once
+//!   engine_bench tiny OUT_DIR llama|qwen2|gemma3                  -> the tiny random-weight model as an HF folder
+//!   engine_bench score MODEL IDS_JSON                             -> JSON: log-prob of each token after the first
 //!
 //! PROMPTS.jsonl rows are `{"text": ...}`; each text is tokenised with special tokens recognised (chat markers).
 
@@ -96,6 +99,39 @@ fn main() {
                 json!({"load_s": load_s, "prompt_tokens": pt, "gen_tokens": gt,
                        "pp_tok_s": best_pp, "tg_tok_s": best_tg, "peak_rss_mb": peak_rss_mb()})
             );
+        }
+        Some("batch") => {
+            let (mut e, _) = load(&args[2], None);
+            let (pt, gt, b): (usize, usize, usize) =
+                (args[3].parse().unwrap(), args[4].parse().unwrap(), args[5].parse().unwrap());
+            let base = e.encode("Fever, cough and fatigue for three days in a patient with asthma. ").unwrap();
+            // Different prompts per sequence (rotated), same length.
+            let prompts: Vec<Vec<u32>> =
+                (0..b).map(|k| base.iter().cycle().skip(k).take(pt).copied().collect()).collect();
+            let params = GenerateParams { max_tokens: gt, ignore_eos: true, ..Default::default() };
+            let g = e.generate_batch(&prompts, &params).unwrap();
+            let tokens: usize = g.iter().map(|x| x.tokens.len()).sum();
+            println!(
+                "{}",
+                json!({"batch": b, "prompt_tokens": pt, "gen_tokens": gt, "prompt_s": g[0].prompt_secs,
+                       "decode_tok_s": tokens as f64 / g[0].decode_secs, "peak_rss_mb": peak_rss_mb()})
+            );
+        }
+        Some("tiny") => {
+            let arch = match args[3].as_str() {
+                "llama" => medforge_engine::tiny::Arch::Llama,
+                "qwen2" => medforge_engine::tiny::Arch::Qwen2,
+                "gemma3" => medforge_engine::tiny::Arch::Gemma3,
+                other => panic!("unknown tiny arch {other}"),
+            };
+            medforge_engine::tiny::write_hf_arch(Path::new(&args[2]), arch).unwrap();
+        }
+        Some("score") => {
+            let (mut e, _) = load(&args[2], None);
+            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&args[3]).unwrap()).unwrap();
+            let ids: Vec<u32> = serde_json::from_value(v["ids"].clone()).unwrap();
+            let lp = e.score_tokens(&ids, 1).unwrap();
+            println!("{}", json!({"ids": ids, "logprobs": lp}));
         }
         Some("requant") => {
             // engine_bench requant IN.gguf OUT.gguf q8_0: the same file with every quantised matrix requantised.

@@ -241,6 +241,24 @@ fn run_rows(w: &QMatrix, p: &Prepared, t: usize, r0: usize, r1: usize, out: OutP
     let cols = w.cols;
     // SAFETY (all `out.set` below): index i * rows + r with r in this task's row range, i < t; out has t * rows.
     macro_rules! own {
+        ($dot:path, $dot4:path) => {{
+            let nb = cols / simd::QK;
+            let act = |i: usize| &p.own[i * nb..(i + 1) * nb];
+            for r in r0..r1 {
+                let row = w.row(r);
+                let mut i = 0;
+                while i + 4 <= t {
+                    let y = $dot4(row, [act(i), act(i + 1), act(i + 2), act(i + 3)]);
+                    for (k, v) in y.into_iter().enumerate() {
+                        unsafe { out.set((i + k) * rows + r, v) };
+                    }
+                    i += 4;
+                }
+                for i in i..t {
+                    unsafe { out.set(i * rows + r, $dot(row, act(i))) };
+                }
+            }
+        }};
         ($dot:path) => {{
             let nb = cols / simd::QK;
             for r in r0..r1 {
@@ -274,8 +292,8 @@ fn run_rows(w: &QMatrix, p: &Prepared, t: usize, r0: usize, r1: usize, out: OutP
                 }
             }
         }
-        GgmlDType::Q4_1 => own!(simd::dot_q4_1),
-        GgmlDType::Q5_0 => own!(simd::dot_q5_0),
+        GgmlDType::Q4_1 => own!(simd::dot_q4_1, simd::dot_q4_1_x4),
+        GgmlDType::Q5_0 => own!(simd::dot_q5_0, simd::dot_q5_0_x4),
         GgmlDType::Q5_1 => own!(simd::dot_q5_1),
         GgmlDType::Q4_0 => candle!(BlockQ4_0),
         GgmlDType::Q8_0 => candle!(BlockQ8_0),
@@ -354,7 +372,7 @@ mod tests {
     /// activation rounding (none for f32), so it must be small relative to the output scale.
     #[test]
     fn products_match_the_dequantised_weights_in_every_format() {
-        let (rows, cols, t) = (40, 512, 3);
+        let (rows, cols, t) = (40, 512, 5);
         let x = values(t * cols, 7);
         for dtype in [
             GgmlDType::F32,

@@ -194,15 +194,16 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_q5_0(w: &[u8], a: &[Q8Act]) -> f32 {
         let mut acc = _mm256_setzero_ps();
+        let sixteen = _mm256_set1_epi8(16);
         for (b, y) in w.chunks_exact(Q5_0_BYTES).zip(a) {
             let d = half_at(b, 0);
             let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
             let q = _mm256_or_si256(unpack_nibbles(b.as_ptr().add(6)), fifth_bits(qh));
-            // q is 0..31 for weight q - 16: the product is dot(q, y) - 16 * sum(y).
-            let p = _mm256_sub_ps(
-                dot_u8_i8(q, y.qs.as_ptr()),
-                _mm256_set_ps(0., 0., 0., 0., 0., 0., 0., 16. * y.sum as f32),
-            );
+            // The same arithmetic as dot_q5_0_x4, so that one row and four rows give the same bits.
+            let qs = _mm256_sub_epi8(q, sixteen);
+            let yv = _mm256_load_si256(y.qs.as_ptr() as *const __m256i);
+            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qs, qs), _mm256_sign_epi8(yv, qs));
+            let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), p, acc);
         }
         hsum(acc)
@@ -220,6 +221,46 @@ mod avx2 {
             summ += m * y.s;
         }
         hsum(acc) + summ
+    }
+
+    /// Four activation rows against one weight row: the weights are unpacked once for all four (prompt processing).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q4_1_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut summ = [0f32; 4];
+        for (bi, b) in w.chunks_exact(Q4_1_BYTES).enumerate() {
+            let (d, m) = (half_at(b, 0), half_at(b, 2));
+            let q = unpack_nibbles(b.as_ptr().add(4));
+            for k in 0..4 {
+                let y = a[k].get_unchecked(bi);
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), dot_u8_i8(q, y.qs.as_ptr()), acc[k]);
+                summ[k] += m * y.s;
+            }
+        }
+        [hsum(acc[0]) + summ[0], hsum(acc[1]) + summ[1], hsum(acc[2]) + summ[2], hsum(acc[3]) + summ[3]]
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q5_0_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let sixteen = _mm256_set1_epi8(16);
+        for (bi, b) in w.chunks_exact(Q5_0_BYTES).enumerate() {
+            let d = half_at(b, 0);
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            let q = _mm256_or_si256(unpack_nibbles(b.as_ptr().add(6)), fifth_bits(qh));
+            // Signed weights q - 16 times int8 activations: maddubs needs an unsigned side, so take |w| and move
+            // w's sign onto the activations.
+            let qs = _mm256_sub_epi8(q, sixteen);
+            let ax = _mm256_sign_epi8(qs, qs);
+            for k in 0..4 {
+                let y = a[k].get_unchecked(bi);
+                let yv = _mm256_load_si256(y.qs.as_ptr() as *const __m256i);
+                let sy = _mm256_sign_epi8(yv, qs);
+                let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1)));
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), p, acc[k]);
+            }
+        }
+        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -298,6 +339,29 @@ dispatch!(dot_q5_0, w: &[u8], a: &[Q8Act]);
 dispatch!(dot_q5_1, w: &[u8], a: &[Q8Act]);
 dispatch!(dot_f32, a: &[f32], b: &[f32]);
 
+/// `[dot(w, a[0]), .., dot(w, a[3])]`, reading the weights once.
+#[inline]
+pub fn dot_q4_1_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above); each a[k] has a block per weight block.
+        debug_assert!(a.iter().all(|x| x.len() * Q4_1_BYTES >= w.len()));
+        return unsafe { avx2::dot_q4_1_x4(w, a) };
+    }
+    a.map(|x| scalar::dot_q4_1(w, x))
+}
+
+#[inline]
+pub fn dot_q5_0_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: as above.
+        debug_assert!(a.iter().all(|x| x.len() * Q5_0_BYTES >= w.len()));
+        return unsafe { avx2::dot_q5_0_x4(w, a) };
+    }
+    a.map(|x| scalar::dot_q5_0(w, x))
+}
+
 /// `y += a * x`.
 #[inline]
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
@@ -369,6 +433,14 @@ mod tests {
             );
             let w = blocks(nb, Q5_1_BYTES, 2, seed + 3);
             assert!(close(dot_q5_1(&w, &a), scalar::dot_q5_1(&w, &a)));
+            let acts: Vec<Vec<Q8Act>> = (0..4).map(|k| act(nb, seed + 10 + k)).collect();
+            let four = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
+            let w1 = blocks(nb, Q4_1_BYTES, 2, seed + 1);
+            let w0 = blocks(nb, Q5_0_BYTES, 1, seed + 2);
+            for k in 0..4 {
+                assert!(close(dot_q4_1_x4(&w1, four)[k], scalar::dot_q4_1(&w1, four[k])));
+                assert!(close(dot_q5_0_x4(&w0, four)[k], scalar::dot_q5_0(&w0, four[k])));
+            }
             let x = rand_f32(nb * QK + 5, seed + 4);
             let y = rand_f32(nb * QK + 5, seed + 6);
             assert!(close(dot_f32(&x, &y), scalar::dot_f32(&x, &y)));

@@ -1,7 +1,7 @@
 //! A weight matrix in its storage format (GGUF blocks or f32) and `y = x W^T` for one or more activation rows.
 //!
 //! Activations are quantised once per call to the 8-bit block format the weight's dot product reads (llama.cpp's
-//! scheme, so the arithmetic is the one it does), and rows of the output are spread over the rayon pool. Several
+//! scheme, so the arithmetic is the one it does), and rows of the output are spread over the engine's thread pool ([`super::pool`]). Several
 //! matrices that read the same input (q/k/v, gate/up) run in one parallel pass.
 
 use std::any::Any;
@@ -10,8 +10,8 @@ use candle_core::quantized::k_quants::{
     BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, GgmlType,
 };
 use candle_core::quantized::{GgmlDType, QTensor};
-use rayon::prelude::*;
 
+use super::pool::Pool;
 use super::simd::{self, Q8Act};
 use crate::{EngineError, Result};
 
@@ -191,10 +191,9 @@ impl<'a> Prepared<'a> {
                 GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
                     if p.own.is_empty() {
                         p.own = vec![Q8Act::default(); t * cols / simd::QK];
-                        // Rows in parallel: for a long prompt this is a few percent of the matmul.
-                        p.own.par_chunks_mut(cols / simd::QK).zip(x.par_chunks(cols)).for_each(|(o, xi)| {
+                        for (o, xi) in p.own.chunks_mut(cols / simd::QK).zip(x.chunks(cols)) {
                             simd::quantize_act(xi, o);
-                        });
+                        }
                     }
                 }
                 GgmlDType::Q4_0 | GgmlDType::Q8_0 => p.candle_acts::<BlockQ8_0>(t),
@@ -211,7 +210,9 @@ impl<'a> Prepared<'a> {
         }
         let nb = self.cols / V::BLCK_SIZE;
         let mut v: Vec<V> = (0..t * nb).map(|_| V::zeros()).collect();
-        v.par_chunks_mut(nb).zip(self.x.par_chunks(self.cols)).for_each(|(o, xi)| V::from_float(xi, o));
+        for (o, xi) in v.chunks_mut(nb).zip(self.x.chunks(self.cols)) {
+            V::from_float(xi, o);
+        }
         self.candle.push((V::DTYPE, Box::new(v)));
     }
 
@@ -319,7 +320,8 @@ pub fn matmul_many(x: &[f32], t: usize, mats: &mut [(&QMatrix, &mut [f32])]) {
     let p = Prepared::new(x, t, cols, mats.iter().map(|(w, _)| w.dtype));
     // Tasks of about the same work: rows * tokens * block bytes, split into a few tasks per thread.
     let total_rows: usize = mats.iter().map(|(w, _)| w.rows).sum();
-    let threads = rayon::current_num_threads().max(1);
+    let pool = Pool::global();
+    let threads = pool.threads();
     let work = total_rows * t * cols;
     let tasks_wanted = if work < 1 << 16 { 1 } else { threads * 4 };
     let chunk = total_rows.div_ceil(tasks_wanted).max(8);
@@ -333,12 +335,12 @@ pub fn matmul_many(x: &[f32], t: usize, mats: &mut [(&QMatrix, &mut [f32])]) {
             r = e;
         }
     }
-    let run = |&(mi, r0, r1, out): &(usize, usize, usize, OutPtr)| run_rows(mats[mi].0, &p, t, r0, r1, out);
-    if tasks.len() == 1 {
-        run(&tasks[0]);
-    } else {
-        tasks.par_iter().for_each(run);
-    }
+    let mats = &*mats;
+    let run = |k: usize| {
+        let (mi, r0, r1, out) = tasks[k];
+        run_rows(mats[mi].0, &p, t, r0, r1, out)
+    };
+    pool.run(tasks.len(), &run);
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod matrix;
 pub mod ops;
+pub mod pool;
 pub(crate) mod simd;
 
 pub use matrix::QMatrix;

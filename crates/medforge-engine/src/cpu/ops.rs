@@ -1,8 +1,7 @@
 //! Row-wise kernels of a decoder layer on `f32` slices: RMS norm, rotary embeddings, activations, and causal
 //! attention over a KV cache. Reductions accumulate in f64 where llama.cpp does (norms), so that results track it.
 
-use rayon::prelude::*;
-
+use super::pool::Pool;
 use super::simd;
 
 /// `out = x / rms(x) * (w + add)` for each row of `x` (`add` is 1 for Gemma's `(1 + w)` norms stored without the 1).
@@ -99,6 +98,18 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+#[derive(Clone, Copy)]
+struct OutRows(*mut f32);
+// SAFETY: tasks write disjoint rows.
+unsafe impl Send for OutRows {}
+unsafe impl Sync for OutRows {}
+
+impl OutRows {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Attention geometry.
 #[derive(Debug, Clone, Copy)]
 pub struct AttnShape {
@@ -142,10 +153,17 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, start: usize, s: Att
         }
     };
     let work = t * nh * total * hd;
-    if work < 1 << 16 {
+    if work < 1 << 15 {
         out.chunks_exact_mut(hd).enumerate().for_each(one);
     } else {
-        out.par_chunks_exact_mut(hd).enumerate().for_each(one);
+        // Each task owns one (query, head) output row.
+        let ptr = OutRows(out.as_mut_ptr());
+        let rows = out.len() / hd;
+        Pool::global().run(rows, &|idx| {
+            // SAFETY: task idx writes only row idx of `out`, which outlives the pool run.
+            let o = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(idx * hd), hd) };
+            one((idx, o));
+        });
     }
 }
 

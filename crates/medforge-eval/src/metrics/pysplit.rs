@@ -19,5 +19,9 @@ pub fn py_split(s: &str) -> impl Iterator<Item = &str> {
 
 /// `s.rstrip()` in Python.
 pub fn py_rstrip(s: &str) -> &str {
-    s.trim_end_matches(is_py_space)
+    match s.as_bytes().last() {
+        // The usual case: nothing to strip.
+        Some(&b) if b > b' ' && b < 0x80 => s,
+        _ => s.trim_end_matches(is_py_space),
+    }
 }

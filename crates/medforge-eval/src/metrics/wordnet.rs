@@ -7,7 +7,10 @@
 //! detachment rules, keeping forms that are in the index) for nouns, verbs, adjectives and adverbs.
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use super::bleu::FxMap;
 
 const POS: [(&str, char); 4] = [("noun", 'n'), ("verb", 'v'), ("adj", 'a'), ("adv", 'r')];
 
@@ -30,10 +33,12 @@ pub fn default_dirs() -> Vec<PathBuf> {
 pub struct WordNet {
     dir: PathBuf,
     /// lemma -> offsets per POS index (n, v, a, r).
-    index: HashMap<String, [Vec<u64>; 4]>,
-    exceptions: [HashMap<String, Vec<String>>; 4],
+    index: FxMap<String, [Vec<u64>; 4]>,
+    exceptions: [FxMap<String, Vec<String>>; 4],
     data: [Vec<u8>; 4],
     cache: Mutex<HashMap<String, std::sync::Arc<HashSet<String>>>>,
+    /// Distinguishes loaded dictionaries (for caches kept outside this value).
+    serial: u64,
 }
 
 impl std::fmt::Debug for WordNet {
@@ -50,8 +55,8 @@ impl WordNet {
 
     /// Load a WordNet dict folder.
     pub fn open(dir: &Path) -> std::io::Result<WordNet> {
-        let mut index: HashMap<String, [Vec<u64>; 4]> = HashMap::new();
-        let mut exceptions: [HashMap<String, Vec<String>>; 4] = Default::default();
+        let mut index: FxMap<String, [Vec<u64>; 4]> = FxMap::default();
+        let mut exceptions: [FxMap<String, Vec<String>>; 4] = Default::default();
         let mut data: [Vec<u8>; 4] = Default::default();
         for (k, (suffix, _)) in POS.iter().enumerate() {
             let text = std::fs::read_to_string(dir.join(format!("index.{suffix}")))?;
@@ -79,15 +84,23 @@ impl WordNet {
         if index.is_empty() {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "empty WordNet index"));
         }
-        Ok(WordNet { dir: dir.to_path_buf(), index, exceptions, data, cache: Mutex::new(HashMap::new()) })
+        static SERIAL: AtomicU64 = AtomicU64::new(1);
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        Ok(WordNet { dir: dir.to_path_buf(), index, exceptions, data, cache: Mutex::new(HashMap::new()), serial })
+    }
+
+    /// A number that differs between loaded dictionaries (never 0).
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// nltk's `_morphy(form, pos)`.
-    fn morphy(&self, form: &str, k: usize) -> Vec<String> {
+    /// nltk's `_morphy(form, pos)`: each distinct candidate form that has synsets in part of
+    /// speech `k`, in nltk's order.
+    fn morphy(&self, form: &str, k: usize, mut f: impl FnMut(&str)) {
         const NOUN: &[(&str, &str)] = &[
             ("s", ""),
             ("ses", "s"),
@@ -108,24 +121,34 @@ impl WordNet {
             2 => ADJ,
             _ => &[],
         };
-        let mut forms: Vec<String> = vec![form.to_string()];
+        let mut seen: Vec<String> = Vec::new();
+        let mut consider = |cand: &str| {
+            if self.index.get(cand).is_some_and(|e| !e[k].is_empty()) && !seen.iter().any(|s| s == cand) {
+                f(cand);
+                seen.push(cand.to_string());
+            }
+        };
+        consider(form);
         if let Some(exc) = self.exceptions[k].get(form) {
-            forms.extend(exc.iter().cloned());
+            for e in exc {
+                consider(e);
+            }
         } else {
+            let mut buf = String::new();
             for (old, new) in subs {
                 if let Some(stem) = form.strip_suffix(old) {
-                    forms.push(format!("{stem}{new}"));
+                    buf.clear();
+                    buf.push_str(stem);
+                    buf.push_str(new);
+                    consider(&buf);
                 }
             }
         }
-        let mut seen = HashSet::new();
-        forms
-            .into_iter()
-            .filter(|f| self.index.get(f).is_some_and(|e| !e[k].is_empty()) && seen.insert(f.clone()))
-            .collect()
     }
 
-    fn lemma_names(&self, k: usize, offset: u64, out: &mut HashSet<String>) {
+    /// The lemma names of the synset at `offset` in part of speech `k`, without the syntactic
+    /// marker of an adjective and without names that have `_`.
+    fn lemma_names(&self, k: usize, offset: u64, mut f: impl FnMut(&str)) {
         let d = &self.data[k];
         let start = offset as usize;
         if start >= d.len() {
@@ -146,28 +169,42 @@ impl WordNet {
                 _ => name,
             };
             if !name.contains('_') {
-                out.insert(name.to_string());
+                f(name);
             }
         }
     }
 
-    /// Lemma names (without `_`) of every synset of `word` in any part of speech, as nltk's METEOR
-    /// collects them. `word` should already be lowercase, as METEOR's are.
+    /// Calls `f` with each lemma name (without `_`) of every synset of `word` in any part of speech,
+    /// as nltk's METEOR collects them; a name may come more than once. `word` should already be
+    /// lowercase, as METEOR's are.
+    pub fn each_synonym(&self, word: &str, mut f: impl FnMut(&str)) {
+        let lower;
+        let word = if word.bytes().any(|b| b.is_ascii_uppercase()) || !word.is_ascii() {
+            lower = word.to_lowercase();
+            lower.as_str()
+        } else {
+            word
+        };
+        for k in 0..4 {
+            self.morphy(word, k, |form| {
+                if let Some(e) = self.index.get(form) {
+                    for &off in &e[k] {
+                        self.lemma_names(k, off, &mut f);
+                    }
+                }
+            });
+        }
+    }
+
+    /// The set of [`WordNet::each_synonym`] (cached).
     pub fn synonyms(&self, word: &str) -> std::sync::Arc<HashSet<String>> {
         if let Some(s) = self.cache.lock().expect("wordnet cache").get(word) {
             return s.clone();
         }
-        let lower = word.to_lowercase();
         let mut out = HashSet::new();
-        for k in 0..4 {
-            for form in self.morphy(&lower, k) {
-                if let Some(e) = self.index.get(&form) {
-                    for &off in &e[k] {
-                        self.lemma_names(k, off, &mut out);
-                    }
-                }
-            }
-        }
+        self.each_synonym(word, |name| {
+            out.insert(name.to_string());
+        });
         let out = std::sync::Arc::new(out);
         self.cache.lock().expect("wordnet cache").insert(word.to_string(), out.clone());
         out

@@ -320,6 +320,37 @@ impl ScoreArgs {
     {model}_results.csv, specialty_performance.csv, model_comparison.csv, failed_questions.json,\n\
     training_recommendations.json, PNG charts and report.html. Compare runs with `medforge report`.")]
 pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa.
+    #[arg(long)]
+    benchmark: String,
+    /// The benchmark file or folder (read with the benchmark's data preset).
+    #[arg(long)]
+    data: PathBuf,
+    /// gen (generate and extract the letter) or loglik (rank the options by log-likelihood).
+    #[arg(long, default_value = "gen")]
+    mode: String,
+    /// Evaluate only the first N items.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Run folder (default out/eval/{model}_{benchmark}_{mode}).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Generation budget per answer.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: u32,
+    /// Training step of this checkpoint (for the accuracy-over-steps chart).
+    #[arg(long)]
+    step: Option<u64>,
+    /// Bootstrap seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// Where the model is: an OpenAI-compatible endpoint, or a local file for the in-process engine.
+#[derive(Args)]
+pub struct ModelArgs {
     /// OpenAI-compatible base URL (a remote API, `medforge serve`, vLLM, llama.cpp's server).
     #[arg(long, required_unless_present = "model_path")]
     endpoint: Option<String>,
@@ -336,51 +367,22 @@ pub struct EvalArgs {
     /// With --model-path: a PEFT LoRA adapter folder applied on top (evaluate a fine-tune against its base).
     #[arg(long, requires = "model_path")]
     adapter: Option<PathBuf>,
-    /// medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa.
-    #[arg(long)]
-    benchmark: String,
-    /// The benchmark file or folder (read with the benchmark's data preset).
-    #[arg(long)]
-    data: PathBuf,
-    /// gen (generate and extract the letter) or loglik (rank the options by log-likelihood).
-    #[arg(long, default_value = "gen")]
-    mode: String,
-    /// Evaluate only the first N items.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Run folder (default out/eval/{model}_{benchmark}_{mode}).
-    #[arg(long)]
-    out: Option<PathBuf>,
     /// Requests in flight (an endpoint; the in-process engine takes one at a time).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// Generation budget per answer.
-    #[arg(long, default_value_t = 512)]
-    max_tokens: u32,
-    /// Training step of this checkpoint (for the accuracy-over-steps chart).
-    #[arg(long)]
-    step: Option<u64>,
-    /// Bootstrap seed.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
     /// Environment variable that holds the API key (never the key itself).
     #[arg(long)]
     api_key_env: Option<String>,
 }
 
-impl EvalArgs {
-    pub fn run(self) -> Result<()> {
-        let bench = Benchmark::parse(&self.benchmark).ok_or_else(|| {
-            anyhow!("unknown benchmark `{}`: use medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa", self.benchmark)
-        })?;
-        if !matches!(self.mode.as_str(), "gen" | "loglik") {
-            bail!("--mode must be gen or loglik, not `{}`", self.mode);
-        }
-        // Either the in-process engine or an OpenAI-compatible endpoint provides both the chat backend (gen) and
-        // the log-likelihood scorer (loglik).
-        let (model, backend, scorer): (String, Arc<dyn Backend>, Arc<dyn LoglikScorer>) = if let Some(path) =
-            &self.model_path
-        {
+/// A chat backend, a log-likelihood scorer, the run's model name and the concurrency to use.
+type Opened = (String, Arc<dyn Backend>, Arc<dyn LoglikScorer>, usize);
+
+impl ModelArgs {
+    /// Either the in-process engine or an OpenAI-compatible endpoint provides both the chat backend (gen) and the
+    /// log-likelihood scorer.
+    fn open(&self) -> Result<Opened> {
+        if let Some(path) = &self.model_path {
             let opts = medforge_engine::engine::LoadOptions {
                 requant: self.requant.clone(),
                 name: self.model.clone(),
@@ -391,26 +393,36 @@ impl EvalArgs {
                 .with_context(|| format!("loading --model-path {}", path.display()))?;
             let local = medforge_engine::LocalBackend::new(engine);
             let name = Backend::model(&local);
-            (name, Arc::new(local.clone()), Arc::new(local))
-        } else {
-            let endpoint = self.endpoint.clone().expect("clap requires endpoint without model_path");
-            let model = self.model.clone().ok_or_else(|| anyhow!("--model NAME is required with --endpoint"))?;
-            let mut cfg = medforge_llm::openai::EndpointConfig::new(&endpoint, &model);
-            cfg.api_key_env = self.api_key_env.clone().map(medforge_data::secret::SecretEnv);
-            cfg.max_concurrency = self.concurrency.max(1);
-            let backend: Arc<dyn Backend> = Arc::new(medforge_llm::openai::OpenAiBackend::new(cfg)?);
-            let key = match &self.api_key_env {
-                Some(k) => Some(std::env::var(k).with_context(|| format!("environment variable `{k}` is not set"))?),
-                None => None,
-            };
-            let scorer: Arc<dyn LoglikScorer> = Arc::new(CompletionsLogLik::new(&endpoint, &model, key)?);
-            (model, backend, scorer)
+            // The local engine runs one request at a time; in order, requests that share a prefix (the options of
+            // one question) reuse the engine's prefix cache.
+            return Ok((name, Arc::new(local.clone()), Arc::new(local), 1));
+        }
+        let endpoint = self.endpoint.clone().expect("clap requires endpoint without model_path");
+        let model = self.model.clone().ok_or_else(|| anyhow!("--model NAME is required with --endpoint"))?;
+        let mut cfg = medforge_llm::openai::EndpointConfig::new(&endpoint, &model);
+        cfg.api_key_env = self.api_key_env.clone().map(medforge_data::secret::SecretEnv);
+        cfg.max_concurrency = self.concurrency.max(1);
+        let backend: Arc<dyn Backend> = Arc::new(medforge_llm::openai::OpenAiBackend::new(cfg)?);
+        let key = match &self.api_key_env {
+            Some(k) => Some(std::env::var(k).with_context(|| format!("environment variable `{k}` is not set"))?),
+            None => None,
         };
+        let scorer: Arc<dyn LoglikScorer> = Arc::new(CompletionsLogLik::new(&endpoint, &model, key)?);
+        Ok((model, backend, scorer, self.concurrency))
+    }
+}
+
+impl EvalArgs {
+    pub fn run(self) -> Result<()> {
+        let bench = Benchmark::parse(&self.benchmark).ok_or_else(|| {
+            anyhow!("unknown benchmark `{}`: use medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa", self.benchmark)
+        })?;
+        if !matches!(self.mode.as_str(), "gen" | "loglik") {
+            bail!("--mode must be gen or loglik, not `{}`", self.mode);
+        }
+        let (model, backend, scorer, concurrency) = self.model.open()?;
         let items = load_benchmark(bench, &self.data, self.limit)?;
         eprintln!("{}: {} items from {}", bench.name(), items.len(), self.data.display());
-        // The local engine runs one request at a time; in order, the options of one question share the engine's
-        // prefix cache, so the question is read once, not once per option.
-        let concurrency = if self.model_path.is_some() { 1 } else { self.concurrency };
         let rt = medforge_llm::client::runtime()?;
         let bars = crate::progress::Bars::new();
         let label = if self.mode == "gen" { "questions" } else { "options" };
@@ -486,6 +498,108 @@ impl ReportArgs {
             );
         }
         println!("wrote {} files to {} (open report.html)", files.len(), out.display());
+        Ok(())
+    }
+}
+
+/// Arguments of `medforge perplexity`.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    medforge perplexity --model-path ~/.cache/medforge/models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n      \
+    --data out/curate_demo/<run>/formatted/train.jsonl\n  \
+    medforge perplexity --model-path base.gguf --adapter out/lora --data formatted/train.jsonl \\\n      \
+    --target text=12,text_reasoning=8,letter=3,letter_reasoning=5\n\n\
+    Each row's completion is scored given its prompt (the tokens a fine-tune learns); perplexity is pooled per\n\
+    training_type as exp(total NLL / total tokens). With --target, the table says which types meet theirs and\n\
+    the command exits with status 3 when one does not. Writes perplexity.json and perplexity_rows.csv.")]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A formatted training set (JSONL with training_type, prompt, completion; the `format` stage writes one).
+    #[arg(long)]
+    data: PathBuf,
+    /// Score only the first N rows.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Targets as TYPE=PERPLEXITY, comma-separated or repeated (`all` for the pooled figure).
+    #[arg(long)]
+    target: Vec<String>,
+    /// Output folder (default out/perplexity/{model}).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl PerplexityArgs {
+    pub fn run(self) -> Result<()> {
+        let targets = medforge_eval::perplexity::parse_targets(&self.target)?;
+        let rows = medforge_eval::perplexity::load_rows(&self.data, self.limit)?;
+        if rows.is_empty() {
+            bail!("{}: no rows to score", self.data.display());
+        }
+        let (model, _, scorer, concurrency) = self.model.open()?;
+        eprintln!("{} rows from {}", rows.len(), self.data.display());
+        let rt = medforge_llm::client::runtime()?;
+        let bars = crate::progress::Bars::new();
+        let progress = |done: u64, total: u64| bars.update("rows", done, total, None);
+        let report =
+            rt.block_on(medforge_eval::perplexity::run(scorer, &model, &rows, &targets, concurrency, &progress));
+        bars.finish();
+        if report.errors == rows.len() {
+            let first = report.rows.iter().find_map(|r| r.error.clone()).unwrap_or_default();
+            bail!("every row failed; the first error: {first}");
+        }
+        let out = self.out.clone().unwrap_or_else(|| PathBuf::from("out/perplexity").join(safe_name(&model)));
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let mut csv = String::from("id,training_type,tokens,nll,perplexity,error\n");
+        for r in &report.rows {
+            let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+            csv.push_str(&format!(
+                "{},{},{},{:.6},{:.6},{}\n",
+                q(&r.id),
+                q(&r.group),
+                r.tokens,
+                r.nll,
+                r.perplexity,
+                q(r.error.as_deref().unwrap_or(""))
+            ));
+        }
+        medforge_data::write::write_atomic(&out.join("perplexity_rows.csv"), csv.as_bytes())?;
+        let summary = json!({"model": report.model, "data": self.data.display().to_string(),
+            "groups": report.groups, "overall": report.overall, "errors": report.errors});
+        medforge_data::write::write_atomic(&out.join("perplexity.json"), &serde_json::to_vec_pretty(&summary)?)?;
+        println!("{:<18} {:>6} {:>8} {:>11} {:>8}  target", "training_type", "rows", "tokens", "perplexity", "");
+        let mut missed = Vec::new();
+        let line = |name: &str, g: &medforge_eval::perplexity::GroupPpl| {
+            let t = match (g.target, g.meets_target) {
+                (Some(t), Some(true)) => format!("<= {t}: met"),
+                (Some(t), _) => format!("<= {t}: NOT met"),
+                _ => "-".into(),
+            };
+            println!("{name:<18} {:>6} {:>8} {:>11.3} {:>8}  {t}", g.rows, g.tokens, g.perplexity, "");
+        };
+        for (name, g) in &report.groups {
+            line(name, g);
+            if g.meets_target == Some(false) {
+                missed.push(name.clone());
+            }
+        }
+        line("all", &report.overall);
+        if report.overall.meets_target == Some(false) {
+            missed.push("all".into());
+        }
+        for t in targets.keys() {
+            if t != "all" && !report.groups.contains_key(t) {
+                eprintln!("warning: --target {t}: no rows of that training type in {}", self.data.display());
+            }
+        }
+        if report.errors > 0 {
+            eprintln!("{} rows could not be scored (see perplexity_rows.csv)", report.errors);
+        }
+        println!("wrote perplexity.json and perplexity_rows.csv to {}", out.display());
+        if !missed.is_empty() {
+            eprintln!("perplexity targets not met: {}", missed.join(", "));
+            std::process::exit(3);
+        }
         Ok(())
     }
 }

@@ -26,6 +26,8 @@ enum Command {
     Score(eval_cmd::ScoreArgs),
     /// Evaluate a model on an MCQ benchmark (generation or log-likelihood) and write the reports.
     Eval(eval_cmd::EvalArgs),
+    /// Perplexity of a formatted training set per training type, against optional targets.
+    Perplexity(eval_cmd::PerplexityArgs),
     /// Compare eval runs: comparison/specialty CSVs, failed questions, recommendations, charts, HTML.
     Report(eval_cmd::ReportArgs),
     /// Show a dataset's schema, row count, null/empty ratios, label distributions and 3 sample rows.
@@ -305,6 +307,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Score(a) => a.run(),
         Command::Eval(a) => a.run(),
+        Command::Perplexity(a) => a.run(),
         Command::Report(a) => a.run(),
         Command::Inspect { path, preset, format, json } => {
             commands::inspect(&path, preset.as_deref(), format.as_deref(), json)

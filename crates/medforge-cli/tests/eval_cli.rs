@@ -230,3 +230,70 @@ fn eval_with_local_engine_in_both_modes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `medforge perplexity` on a formatted training set with the tiny model: per-type pooling equals the engine's own
+/// log-likelihoods, targets are checked (exit status 3 when one is missed), bad rows are errors naming the line.
+#[test]
+fn perplexity_per_training_type_with_targets() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("tiny");
+    medforge_engine::tiny::write_hf(&model).expect("tiny model");
+    let rows = [
+        ("a", "text", "<|im_start|>user\nthe heart<|im_end|>\n<|im_start|>assistant\n", "pumps blood<|im_end|>\n"),
+        ("b", "text", "<|im_start|>user\nthe lung<|im_end|>\n<|im_start|>assistant\n", "exchanges gas<|im_end|>\n"),
+        ("c", "letter", "<|im_start|>user\nA or B?<|im_end|>\n<|im_start|>assistant\n", "B<|im_end|>\n"),
+    ];
+    let data = tmp.path().join("train.jsonl");
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(id, t, p, c)| {
+            serde_json::json!({"id": id, "training_type": t, "prompt": p, "completion": c, "text": format!("{p}{c}")})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n") + "\n").expect("write");
+    let out = tmp.path().join("ppl");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "perplexity",
+            "--model-path",
+            model.to_str().expect("utf8"),
+            "--data",
+            data.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        medforge(&args)
+    };
+    let ok = run(&["--target", "text=1e9,letter=1e9"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("perplexity.json")).expect("json")).expect("parse");
+    // The pooled text perplexity from the engine directly.
+    let mut e = medforge_engine::Engine::load(&model, &Default::default()).expect("engine");
+    let (mut nll, mut n) = (0.0, 0usize);
+    for (_, t, p, c) in &rows[..2] {
+        assert_eq!(*t, "text");
+        let l = e.loglikelihood(p, c).expect("ll");
+        nll -= l.logprob;
+        n += l.tokens;
+    }
+    let want = (nll / n as f64).exp();
+    let got = v["groups"]["text"]["perplexity"].as_f64().expect("text ppl");
+    assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
+    assert_eq!(v["groups"]["text"]["tokens"], serde_json::json!(n));
+    assert_eq!(v["groups"]["letter"]["rows"], serde_json::json!(1));
+    assert_eq!(v["groups"]["text"]["meets_target"], serde_json::json!(true));
+    assert!(out.join("perplexity_rows.csv").is_file());
+    // An impossible target: reported, and the exit status says so.
+    let missed = run(&["--target", "text=1.0"]);
+    assert_eq!(missed.status.code(), Some(3), "{}", String::from_utf8_lossy(&missed.stderr));
+    assert!(String::from_utf8_lossy(&missed.stdout).contains("NOT met"));
+    // A row without a completion: the error names the file and line.
+    std::fs::write(&data, format!("{}\n{{\"training_type\": \"text\", \"prompt\": \"x\"}}\n", lines[0])).expect("w");
+    let bad = run(&[]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("train.jsonl:2") && err.contains("completion"), "{err}");
+}

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use medforge_llm::{Backend, ChatRequest, ChatResponse, LlmError, LoglikScorer, Role, Usage};
+use medforge_llm::{Backend, ChatRequest, ChatResponse, LlmError, Loglik, LoglikScorer, Role, Usage};
 use medforge_text::chat::Message;
 
 use crate::engine::{Engine, GenerateParams};
@@ -109,7 +109,7 @@ impl Backend for LocalBackend {
 /// engine's prefix cache skips the context's forward pass.
 #[async_trait::async_trait]
 impl LoglikScorer for LocalBackend {
-    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<f64, LlmError> {
+    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<Loglik, LlmError> {
         let engine = self.engine.clone();
         let (context, continuation) = (context.to_string(), continuation.to_string());
         let ll = tokio::task::spawn_blocking(move || {
@@ -119,7 +119,7 @@ impl LoglikScorer for LocalBackend {
         .await
         .map_err(|e| LlmError::fatal("llm.local.panic", e.to_string()))?
         .map_err(to_llm_error)?;
-        Ok(ll.logprob)
+        Ok(Loglik { logprob: ll.logprob, tokens: ll.tokens })
     }
 
     fn identity(&self) -> String {

@@ -5,6 +5,7 @@ pub mod bertscore;
 pub mod charts;
 pub mod extract;
 pub mod metrics;
+pub mod perplexity;
 pub mod report;
 pub mod runner;
 pub mod scores;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use medforge_llm::backend::{Backend, ChatRequest, GenParams, LlmError, Message};
+use medforge_llm::backend::{Backend, ChatRequest, GenParams, LlmError, Loglik, Message};
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{extract, Choice, Extraction};
@@ -296,7 +296,7 @@ impl CompletionsLogLik {
 
 #[async_trait::async_trait]
 impl LoglikScorer for CompletionsLogLik {
-    async fn loglikelihood(&self, context: &str, continuation: &str) -> std::result::Result<f64, LlmError> {
+    async fn loglikelihood(&self, context: &str, continuation: &str) -> std::result::Result<Loglik, LlmError> {
         let url = if self.base_url.ends_with("/v1") {
             format!("{}/completions", self.base_url)
         } else {
@@ -331,12 +331,14 @@ impl LoglikScorer for CompletionsLogLik {
         };
         let start = context.len() as u64;
         let mut sum = 0.0;
+        let mut tokens = 0;
         for (l, o) in tl.iter().zip(off) {
             if o.as_u64().unwrap_or(0) >= start {
                 sum += l.as_f64().unwrap_or(0.0);
+                tokens += 1;
             }
         }
-        Ok(sum)
+        Ok(Loglik { logprob: sum, tokens })
     }
     fn identity(&self) -> String {
         format!("completions:{}#{}", self.base_url, self.model)
@@ -376,7 +378,7 @@ pub async fn run_loglik(
         done += 1;
         progress(done, total);
         let Ok((i, k, r)) = res else { continue };
-        scores[i][k] = Some(r.map_err(|e| e.to_string()));
+        scores[i][k] = Some(r.map(|l| l.logprob).map_err(|e| e.to_string()));
     }
     items
         .iter()

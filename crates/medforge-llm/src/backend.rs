@@ -151,12 +151,20 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// A continuation's log-likelihood.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Loglik {
+    /// Natural-log probability, summed over the continuation's tokens.
+    pub logprob: f64,
+    pub tokens: usize,
+}
+
 /// Scores continuations by log-likelihood (MCQ option ranking, lm-eval's `loglikelihood` request): an
 /// OpenAI-compatible `/v1/completions` with echo + logprobs, or the local engine.
 #[async_trait::async_trait]
 pub trait LoglikScorer: Send + Sync {
-    /// `log P(continuation | context)` in nats, summed over the continuation's tokens.
-    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<f64, LlmError>;
+    /// `log P(continuation | context)` in nats, summed over the continuation's tokens, and how many tokens.
+    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<Loglik, LlmError>;
 
     /// Stable identity (engine or server, and model), never a secret.
     fn identity(&self) -> String;

@@ -15,7 +15,9 @@ pub mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use backend::{Backend, ChatRequest, ChatResponse, GenParams, LlmError, LoglikScorer, Message, Role, Usage};
+pub use backend::{
+    Backend, ChatRequest, ChatResponse, GenParams, LlmError, Loglik, LoglikScorer, Message, Role, Usage,
+};
 pub use cache::{cache_key, Cache, CacheError};
 pub use client::{runtime, AllOutcomes, CacheMode, LlmClient, Outcome, Stop};
 pub use config::{build_backend, LlmConfig};

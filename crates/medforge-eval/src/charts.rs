@@ -1,8 +1,10 @@
-//! PNG charts with plotters' bitmap backend. Text is drawn with DejaVu Sans embedded in the binary
-//! (plotters' `ab_glyph` renderer draws nothing without a registered font, and no system fonts are
-//! needed). DejaVu Sans has no Hangul glyphs: Korean labels are drawn as boxes.
+//! PNG charts with plotters' bitmap backend. Text is drawn with an embedded DejaVu Sans (plotters' `ab_glyph`
+//! renderer draws nothing without a registered font, and no system fonts are needed). DejaVu Sans has no Hangul, so
+//! a font that has it is used instead when one is found: `$MEDFORGE_CHART_FONT`, or a system Korean font (Debian's
+//! fonts-nanum, fonts-noto-cjk, fonts-unfonts-core). Without one, Korean labels are drawn as boxes and a warning
+//! says what to install.
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -10,13 +12,65 @@ use plotters::style::FontStyle;
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
-fn init_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
-            let _ = plotters::style::register_font(FAMILY, style, FONT);
+/// Where Korean-capable fonts live on common Linux distributions.
+const HANGUL_FONTS: [&str; 6] = [
+    "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
+    "/usr/share/fonts/truetype/nanum/NanumBarunGothic.ttf",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/unfonts-core/UnDotum.ttf",
+    "/usr/share/fonts/truetype/baekmuk/dotum.ttf",
+];
+
+/// Whether the font in `bytes` can draw both Hangul and Latin text.
+pub fn covers_hangul(bytes: &[u8]) -> bool {
+    use ab_glyph::Font;
+    match ab_glyph::FontRef::try_from_slice(bytes) {
+        Ok(f) => ['가', '한', 'A', '1'].iter().all(|c| f.glyph_id(*c).0 != 0),
+        Err(_) => false,
+    }
+}
+
+/// The first readable Hangul-capable font among `candidates`.
+pub fn find_hangul_font(candidates: &[std::path::PathBuf]) -> Option<(std::path::PathBuf, Vec<u8>)> {
+    candidates.iter().find_map(|p| {
+        let b = std::fs::read(p).ok()?;
+        covers_hangul(&b).then(|| (p.clone(), b))
+    })
+}
+
+/// The font charts draw with: a Hangul-capable one when found, else DejaVu Sans. `true` when it has Hangul.
+fn init_font() -> bool {
+    static HANGUL: OnceLock<bool> = OnceLock::new();
+    *HANGUL.get_or_init(|| {
+        let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+        if let Some(p) = std::env::var_os("MEDFORGE_CHART_FONT") {
+            candidates.push(p.into());
         }
-    });
+        candidates.extend(HANGUL_FONTS.iter().map(std::path::PathBuf::from));
+        let (bytes, hangul): (&'static [u8], bool) = match find_hangul_font(&candidates) {
+            Some((_, b)) => (Box::leak(b.into_boxed_slice()), true),
+            None => (FONT, false),
+        };
+        for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
+            let _ = plotters::style::register_font(FAMILY, style, bytes);
+        }
+        hangul
+    })
+}
+
+/// Register the font, and warn once when `labels` have Hangul the font cannot draw.
+fn prepare<'a>(labels: impl IntoIterator<Item = &'a str>) {
+    let hangul_font = init_font();
+    static WARNED: Once = Once::new();
+    if !hangul_font && labels.into_iter().any(|l| l.chars().any(|c| ('\u{AC00}'..='\u{D7A3}').contains(&c))) {
+        WARNED.call_once(|| {
+            eprintln!(
+                "warning: charts: no font with Hangul found, Korean labels are drawn as boxes; install fonts-nanum \
+                 (Debian/Ubuntu) or set MEDFORGE_CHART_FONT=/path/to/font.ttf"
+            )
+        });
+    }
 }
 
 type R = Result<(), String>;
@@ -44,7 +98,7 @@ fn short(s: &str, n: usize) -> String {
 
 /// Horizontal bars per specialty with CI whiskers.
 pub fn specialty_bars(path: &Path, title: &str, bars: &[Bar]) -> R {
-    init_font();
+    prepare(bars.iter().map(|b| b.label.as_str()).chain([title]));
     let h = (120 + 28 * bars.len().max(1)) as u32;
     let root = BitMapBackend::new(path, (900, h)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -95,7 +149,7 @@ pub fn specialty_bars(path: &Path, title: &str, bars: &[Bar]) -> R {
 
 /// Grouped bars: per group (overall, then specialties), one bar per model.
 pub fn comparison_bars(path: &Path, title: &str, models: &[String], groups: &[(String, Vec<Bar>)]) -> R {
-    init_font();
+    prepare(groups.iter().map(|(n, _)| n.as_str()).chain(models.iter().map(String::as_str)).chain([title]));
     let root = BitMapBackend::new(path, (1000, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let g = groups.len().max(1);
@@ -160,7 +214,7 @@ pub fn comparison_bars(path: &Path, title: &str, models: &[String], groups: &[(S
 
 /// Accuracy over training steps, with the CI as a band.
 pub fn accuracy_over_steps(path: &Path, title: &str, points: &[(u64, f64, f64, f64)]) -> R {
-    init_font();
+    prepare([title]);
     let root = BitMapBackend::new(path, (900, 460)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let max_step = points.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
@@ -183,4 +237,33 @@ pub fn accuracy_over_steps(path: &Path, title: &str, points: &[(u64, f64, f64, f
         .draw_series(points.iter().map(|p| Circle::new((p.0 as f64, p.1), 4, RGBColor(33, 102, 172).filled())))
         .map_err(err)?;
     root.present().map_err(err)
+}
+
+#[cfg(test)]
+mod font_tests {
+    use super::*;
+
+    #[test]
+    fn dejavu_has_no_hangul_and_is_not_picked_for_korean() {
+        assert!(!covers_hangul(FONT), "DejaVu Sans has no Hangul");
+        assert!(!covers_hangul(b"not a font"));
+        let dir = tempfile::tempdir().unwrap();
+        let dejavu = dir.path().join("DejaVuSans.ttf");
+        std::fs::write(&dejavu, FONT).unwrap();
+        assert!(find_hangul_font(&[dir.path().join("missing.ttf"), dejavu]).is_none());
+    }
+
+    /// Draws Korean labels into `$MEDFORGE_CHART_OUT` for a look (run by hand with a Korean font installed).
+    #[test]
+    #[ignore]
+    fn korean_labels_chart_for_inspection() {
+        let out = std::env::var("MEDFORGE_CHART_OUT").unwrap_or_else(|_| "/tmp/korean_chart.png".into());
+        let bar = |l: &str, v: f64| Bar { label: l.into(), value: v, low: v - 0.1, high: v + 0.1 };
+        specialty_bars(
+            Path::new(&out),
+            "전문과별 정확도",
+            &[bar("내과", 0.62), bar("소아청소년과", 0.48), bar("surgery", 0.55)],
+        )
+        .unwrap();
+    }
 }

@@ -9,6 +9,7 @@
 //! only ASCII words. Its scores are *not* comparable with rouge-score's, by design; on ASCII-only text
 //! the two tokenizers give the same tokens.
 use super::bleu::FxMap;
+use super::intern::{Interner, K};
 
 use serde::Serialize;
 
@@ -101,43 +102,165 @@ pub fn tokenize(cfg: &RougeConfig, text: &str) -> Vec<String> {
         .collect()
 }
 
-struct Ids<'a>(FxMap<&'a str, u32>);
-impl<'a> Ids<'a> {
-    fn of(&mut self, toks: &'a [String]) -> Vec<u32> {
-        toks.iter()
-            .map(|t| {
-                let n = self.0.len() as u32;
-                *self.0.entry(t.as_str()).or_insert(n)
-            })
-            .collect()
+/// Words by id (per thread), each with its stem's id once looked up.
+#[derive(Default)]
+struct Words {
+    ids: Interner,
+    stem: Vec<u32>,
+    buf: Vec<u8>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl Words {
+    #[inline]
+    fn id(&mut self, w: &[u8]) -> u32 {
+        let id = self.ids.id(w);
+        if id as usize == self.stem.len() {
+            self.stem.push(NONE);
+        }
+        id
+    }
+
+    /// The id of the token `w` (lowercase), stemmed when `stem` says so.
+    #[inline]
+    fn token(&mut self, w: &[u8], stem: bool) -> u32 {
+        let id = self.id(w);
+        if !stem {
+            return id;
+        }
+        let s = self.stem[id as usize];
+        if s != NONE {
+            return s;
+        }
+        let st = porter::stem(std::str::from_utf8(w).expect("token from str"));
+        let s = self.id(st.as_bytes());
+        self.stem[id as usize] = s;
+        s
     }
 }
 
-fn ngram_prf(t: &[u32], p: &[u32], n: usize) -> PRF {
-    fn count(x: &[u32], n: usize) -> FxMap<u64, i64> {
-        let mut m: FxMap<u64, i64> = FxMap::default();
-        if x.len() >= n {
-            for w in x.windows(n) {
-                let k = w.iter().fold(0u64, |k, &id| (k << 32) | (id as u64 + 1));
-                *m.entry(k).or_insert(0) += 1;
+/// Reused per-call buffers.
+#[derive(Default)]
+struct Scratch {
+    words: Words,
+    /// Token ids of target and prediction, and where their lines end.
+    t: Vec<u32>,
+    p: Vec<u32>,
+    t_lines: Vec<usize>,
+    p_lines: Vec<usize>,
+    /// n-gram counts: keys (0 = empty) and counts.
+    keys: Vec<u64>,
+    counts: Vec<i64>,
+    /// Per word id, remaining token counts of target and prediction (0 between uses).
+    cr: Vec<i64>,
+    cc: Vec<i64>,
+    lcs: Vec<u32>,
+    idx: Vec<usize>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Appends the token ids of one line (no `\n` in it) to `out`.
+fn line_ids(cfg: &RougeConfig, line: &str, words: &mut Words, out: &mut Vec<u32>) {
+    if cfg.tokenizer == RougeTokenizer::Reference && line.is_ascii() {
+        // Bytes: lowercase, cut at everything but [a-z0-9].
+        let b = line.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if !b[i].is_ascii_alphanumeric() {
+                i += 1;
+                continue;
+            }
+            let st = i;
+            while i < b.len() && b[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let w = &b[st..i];
+            let stem = cfg.stemmer && w.len() > 3;
+            if w.iter().any(|c| c.is_ascii_uppercase()) {
+                let mut buf = std::mem::take(&mut words.buf);
+                buf.clear();
+                buf.extend(w.iter().map(|c| c.to_ascii_lowercase()));
+                out.push(words.token(&buf, stem));
+                words.buf = buf;
+            } else {
+                out.push(words.token(w, stem));
             }
         }
-        m
+        return;
     }
-    let tc = count(t, n);
-    let pc = count(p, n);
-    let mut inter = 0i64;
-    for (g, c) in &tc {
-        inter += (*c).min(*pc.get(g).unwrap_or(&0));
+    for t in tokenize(&RougeConfig { stemmer: false, ..*cfg }, line) {
+        let stem = cfg.stemmer && t.chars().count() > 3 && t.is_ascii();
+        out.push(words.token(t.as_bytes(), stem));
     }
+}
+
+/// Tokens of `text`'s non-empty lines, in order, and the end of each line in `out`.
+fn text_ids(cfg: &RougeConfig, text: &str, words: &mut Words, out: &mut Vec<u32>, lines: &mut Vec<usize>) {
+    out.clear();
+    lines.clear();
+    for line in text.split('\n').filter(|x| !x.is_empty()) {
+        line_ids(cfg, line, words, out);
+        lines.push(out.len());
+    }
+}
+
+/// `sum over n-grams of min(count in t, count in p)` for n = 1 or 2 (ids + 1 in 32-bit lanes).
+fn overlap(t: &[u32], p: &[u32], n: usize, keys: &mut Vec<u64>, counts: &mut Vec<i64>) -> i64 {
+    if t.len() < n || p.len() < n {
+        return 0;
+    }
+    let size = (2 * t.len()).next_power_of_two().max(16);
+    if keys.len() < size {
+        keys.resize(size, 0);
+        counts.resize(size, 0);
+    }
+    let (keys, counts) = (&mut keys[..size], &mut counts[..size]);
+    let shift = 64 - size.trailing_zeros();
+    let key = |w: &[u32]| w.iter().fold(0u64, |k, &id| (k << 32) | (id as u64 + 1));
+    let slot = |k: u64| (k.wrapping_mul(K) >> shift) as usize;
+    for w in t.windows(n) {
+        let k = key(w);
+        let mut s = slot(k);
+        while keys[s] != 0 && keys[s] != k {
+            s = (s + 1) & (size - 1);
+        }
+        if keys[s] == 0 {
+            keys[s] = k;
+            counts[s] = 0;
+        }
+        counts[s] += 1;
+    }
+    let mut inter = 0;
+    for w in p.windows(n) {
+        let k = key(w);
+        let mut s = slot(k);
+        while keys[s] != 0 && keys[s] != k {
+            s = (s + 1) & (size - 1);
+        }
+        if keys[s] == k && counts[s] > 0 {
+            counts[s] -= 1;
+            inter += 1;
+        }
+    }
+    keys.fill(0);
+    inter
+}
+
+fn ngram_prf(t: &[u32], p: &[u32], n: usize, keys: &mut Vec<u64>, counts: &mut Vec<i64>) -> PRF {
+    let inter = overlap(t, p, n, keys, counts);
     let tn = t.len().saturating_sub(n - 1) as i64;
     let pn = p.len().saturating_sub(n - 1) as i64;
     PRF::new(inter as f64 / pn.max(1) as f64, inter as f64 / tn.max(1) as f64)
 }
 
-fn lcs_len(a: &[u32], b: &[u32]) -> usize {
-    let mut prev = vec![0u32; b.len() + 1];
-    let mut cur = vec![0u32; b.len() + 1];
+fn lcs_len(a: &[u32], b: &[u32], rows: &mut Vec<u32>) -> usize {
+    rows.clear();
+    rows.resize(2 * (b.len() + 1), 0);
+    let (mut prev, mut cur) = rows.split_at_mut(b.len() + 1);
     for x in a {
         for (j, y) in b.iter().enumerate() {
             cur[j + 1] = if x == y { prev[j] + 1 } else { prev[j + 1].max(cur[j]) };
@@ -148,9 +271,10 @@ fn lcs_len(a: &[u32], b: &[u32]) -> usize {
 }
 
 /// Indices into `r` of rouge-score's backtracked LCS of `r` and `c` (`lcs_ind`).
-fn lcs_ind(r: &[u32], c: &[u32], out: &mut Vec<usize>) {
+fn lcs_ind(r: &[u32], c: &[u32], t: &mut Vec<u32>, out: &mut Vec<usize>) {
     let cols = c.len() + 1;
-    let mut t = vec![0u32; (r.len() + 1) * cols];
+    t.clear();
+    t.resize((r.len() + 1) * cols, 0);
     for i in 1..=r.len() {
         for j in 1..=c.len() {
             t[i * cols + j] = if r[i - 1] == c[j - 1] {
@@ -174,76 +298,79 @@ fn lcs_ind(r: &[u32], c: &[u32], out: &mut Vec<usize>) {
     }
 }
 
-fn summary_lcs(refs: &[Vec<u32>], cans: &[Vec<u32>]) -> PRF {
-    if refs.is_empty() || cans.is_empty() {
+/// The lines of `toks` that end at `ends`.
+fn lines<'a>(toks: &'a [u32], ends: &'a [usize]) -> impl Iterator<Item = &'a [u32]> + Clone + 'a {
+    ends.iter().scan(0, move |st, &e| {
+        let l = &toks[*st..e];
+        *st = e;
+        Some(l)
+    })
+}
+
+fn summary_lcs(sc: &mut Scratch) -> PRF {
+    let Scratch { words, t, p, t_lines, p_lines, cr, cc, lcs, idx, .. } = sc;
+    if t_lines.is_empty() || p_lines.is_empty() {
         return PRF::default();
     }
-    let m: usize = refs.iter().map(Vec::len).sum();
-    let n: usize = cans.iter().map(Vec::len).sum();
+    let (m, n) = (t.len(), p.len());
     if m == 0 || n == 0 {
         return PRF::default();
     }
-    let mut cr: FxMap<u32, i64> = FxMap::default();
-    let mut cc: FxMap<u32, i64> = FxMap::default();
-    for s in refs {
-        for t in s {
-            *cr.entry(*t).or_insert(0) += 1;
-        }
+    if cr.len() < words.stem.len() {
+        cr.resize(words.stem.len(), 0);
+        cc.resize(words.stem.len(), 0);
     }
-    for s in cans {
-        for t in s {
-            *cc.entry(*t).or_insert(0) += 1;
-        }
+    for &x in t.iter() {
+        cr[x as usize] += 1;
+    }
+    for &x in p.iter() {
+        cc[x as usize] += 1;
     }
     let mut hits = 0usize;
-    let mut idx = Vec::new();
-    for r in refs {
+    for r in lines(t, t_lines) {
         idx.clear();
-        for c in cans {
-            lcs_ind(r, c, &mut idx);
+        for c in lines(p, p_lines) {
+            lcs_ind(r, c, lcs, idx);
         }
         // A closure keeps this sort's instantiation in this crate (see bleu::sorted_keys).
         #[allow(clippy::unnecessary_sort_by)]
         idx.sort_unstable_by(|a, b| a.cmp(b));
         idx.dedup();
-        for &i in &idx {
-            let t = r[i];
-            let (a, b) = (cc.get(&t).copied().unwrap_or(0), cr.get(&t).copied().unwrap_or(0));
-            if a > 0 && b > 0 {
+        for &i in idx.iter() {
+            let w = r[i] as usize;
+            if cc[w] > 0 && cr[w] > 0 {
                 hits += 1;
-                *cc.get_mut(&t).expect("present") -= 1;
-                *cr.get_mut(&t).expect("present") -= 1;
+                cc[w] -= 1;
+                cr[w] -= 1;
             }
         }
+    }
+    for &x in t.iter().chain(p.iter()) {
+        cr[x as usize] = 0;
+        cc[x as usize] = 0;
     }
     PRF::new(hits as f64 / n as f64, hits as f64 / m as f64)
 }
 
 /// ROUGE-1, -2, -L and -Lsum of `prediction` against `target` (rouge-score's `score(target, prediction)`).
 pub fn rouge(cfg: &RougeConfig, target: &str, prediction: &str) -> RougeScores {
-    // Lines are split on "\n", which both tokenizers treat as a separator, so the whole text's
-    // tokens are the lines' tokens in order: tokenize once per line.
-    let sents =
-        |s: &str| -> Vec<Vec<String>> { s.split('\n').filter(|x| !x.is_empty()).map(|x| tokenize(cfg, x)).collect() };
-    let ts = sents(target);
-    let ps = sents(prediction);
-    let mut ids = Ids(FxMap::default());
-    let tsi: Vec<Vec<u32>> = ts.iter().map(|s| ids.of(s)).collect();
-    let psi: Vec<Vec<u32>> = ps.iter().map(|s| ids.of(s)).collect();
-    let t: Vec<u32> = tsi.concat();
-    let p: Vec<u32> = psi.concat();
-    let rouge_l = if t.is_empty() || p.is_empty() {
-        PRF::default()
-    } else {
-        let l = lcs_len(&t, &p) as f64;
-        PRF::new(l / p.len() as f64, l / t.len() as f64)
-    };
-    RougeScores {
-        rouge1: ngram_prf(&t, &p, 1),
-        rouge2: ngram_prf(&t, &p, 2),
-        rouge_l,
-        rouge_lsum: summary_lcs(&tsi, &psi),
-    }
+    SCRATCH.with(|sc| {
+        let sc = &mut *sc.borrow_mut();
+        // Lines are split on "\n", which both tokenizers treat as a separator, so the whole text's
+        // tokens are the lines' tokens in order: tokenize once per line.
+        text_ids(cfg, target, &mut sc.words, &mut sc.t, &mut sc.t_lines);
+        text_ids(cfg, prediction, &mut sc.words, &mut sc.p, &mut sc.p_lines);
+        let (t, p) = (&sc.t, &sc.p);
+        let rouge_l = if t.is_empty() || p.is_empty() {
+            PRF::default()
+        } else {
+            let l = lcs_len(t, p, &mut sc.lcs) as f64;
+            PRF::new(l / p.len() as f64, l / t.len() as f64)
+        };
+        let rouge1 = ngram_prf(t, p, 1, &mut sc.keys, &mut sc.counts);
+        let rouge2 = ngram_prf(t, p, 2, &mut sc.keys, &mut sc.counts);
+        RougeScores { rouge1, rouge2, rouge_l, rouge_lsum: summary_lcs(sc) }
+    })
 }
 
 #[cfg(test)]
@@ -264,5 +391,45 @@ mod tests {
         let c = RougeConfig { stemmer: true, ..Default::default() };
         let s = rouge(&c, "The quick brown fox jumps", "the quick fox jumped");
         assert!((s.rouge1.fmeasure - 2.0 * 0.8 / 1.8).abs() < 1e-12, "{s:?}");
+    }
+
+    #[test]
+    fn token_ids_are_the_tokenizer_s_tokens() {
+        let texts = [
+            "The quick brown fox jumps over the lazy dogs; running, runner, ran.",
+            "HYPERTENSION-related CARDIOMYOPATHY (3.5mg/dL) x1000 a-b",
+            "Ünïcödé café naïve \u{212a}elvin İstanbul 고혈압 환자에게 이뇨제를",
+            "",
+            "   ",
+            "sky skies dying generously happy analogous",
+        ];
+        for tokenizer in [RougeTokenizer::Reference, RougeTokenizer::Unicode] {
+            for stemmer in [false, true] {
+                let cfg = RougeConfig { stemmer, tokenizer };
+                let mut words = Words::default();
+                for text in texts {
+                    let mut ids = Vec::new();
+                    line_ids(&cfg, text, &mut words, &mut ids);
+                    let got: Vec<String> = ids
+                        .iter()
+                        .map(|&id| {
+                            let mut b = Vec::new();
+                            words.ids.bytes_into(id, &mut b);
+                            String::from_utf8(b).expect("utf8")
+                        })
+                        .collect();
+                    assert_eq!(got, tokenize(&cfg, text), "{cfg:?} {text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lsum_over_lines() {
+        let c = RougeConfig::default();
+        let s = rouge(&c, "a b c\nd e", "a b\n\nx d e");
+        // LCS unions per target line: {a, b} and {d, e}: 4 hits of 5 target and 5 prediction tokens.
+        assert!((s.rouge_lsum.recall - 0.8).abs() < 1e-12 && (s.rouge_lsum.precision - 0.8).abs() < 1e-12, "{s:?}");
+        assert_eq!(rouge(&c, "", "a").rouge_lsum, PRF::default());
     }
 }

@@ -7,7 +7,6 @@
 //! directly); [`reference_normalize`] in the tests is the step-by-step version it is checked against.
 use std::cell::RefCell;
 
-use super::intern::prefix8;
 use super::pysplit::is_py_space;
 
 /// Python's `\w` as the script's `re.sub(r"\b(a|an|the)\b", ...)` sees it, after lowercasing and
@@ -62,7 +61,6 @@ struct Normalized {
     /// Scratch for [`Normalized::set_plain`].
     ends: Vec<u32>,
 }
-
 /// ASCII byte classes after lowercasing: dropped (`string.punctuation`), word (`[a-z0-9]`; `_` is
 /// punctuation), whitespace (Python's), other (control characters: in tokens, but not `\w`).
 const DROP: u8 = 0;
@@ -107,7 +105,7 @@ static ASCII_CLASS: [u8; 128] = {
 impl Normalized {
     /// SQuAD's `normalize_answer(s)`, into `self`.
     fn set(&mut self, s: &str) {
-        if self.set_plain(s.as_bytes()) {
+        if s.is_ascii() && self.set_plain(s.as_bytes()) {
             return;
         }
         if !self.set_fast(s) {
@@ -127,7 +125,8 @@ impl Normalized {
     fn set_plain(&mut self, b: &[u8]) -> bool {
         let Normalized { text, tokens, ends } = self;
         text.clear();
-        text.resize(b.len() + 1, 0);
+        // (8 bytes past the last token: see [`Normalized::key`].)
+        text.resize(b.len() + 8, 0);
         ends.clear();
         ends.resize(b.len() / 2 + 2, 0);
         tokens.clear();
@@ -216,12 +215,15 @@ impl Normalized {
                     if c == 'Σ' {
                         return false;
                     }
-                    i += c.len_utf8();
-                    let mut buf = [0u8; 4];
                     if is_hangul_syllable(c) {
-                        m.step(self, WORD, |t| t.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()));
+                        // A run of Hangul syllables (word characters without case) at once.
+                        let st = i;
+                        i += s[i..].chars().take_while(|&h| is_hangul_syllable(h)).map(char::len_utf8).sum::<usize>();
+                        m.step(self, WORD, |t| t.extend_from_slice(&b[st..i]));
                         continue;
                     }
+                    i += c.len_utf8();
+                    let mut buf = [0u8; 4];
                     for l in c.to_lowercase() {
                         m.step(self, class_of(l), |t| t.extend_from_slice(l.encode_utf8(&mut buf).as_bytes()));
                     }
@@ -248,6 +250,18 @@ impl Normalized {
     fn token(&self, i: usize) -> &[u8] {
         let (a, b) = self.tokens[i];
         &self.text[a as usize..b as usize]
+    }
+
+    /// Token `i`'s first (up to) 8 bytes as a number and its length: equal for equal tokens, and
+    /// for tokens of up to 8 bytes only for equal ones. (`text` has 8 bytes after the last token,
+    /// so the load needs no length check.)
+    #[inline]
+    fn key(&self, i: usize) -> (u64, u32) {
+        let (a, b) = self.tokens[i];
+        let v = u64::from_le_bytes(self.text[a as usize..a as usize + 8].try_into().expect("8 bytes"));
+        let len = b - a;
+        let mask = u64::MAX >> (8 * (8 - len.clamp(1, 8)));
+        (v & mask, len)
     }
 
     /// The normalised text: the tokens joined by single spaces.
@@ -345,6 +359,8 @@ impl Machine {
     fn finish(mut self, n: &mut Normalized) {
         self.end_run(n);
         self.close(n);
+        // Padding for [`Normalized::key`].
+        n.text.extend_from_slice(&[0; 8]);
     }
 }
 
@@ -369,6 +385,10 @@ pub fn normalize_answer(s: &str) -> String {
 
 /// 1.0 when the normalised strings are equal.
 pub fn exact_match(prediction: &str, reference: &str) -> f64 {
+    if prediction == reference {
+        // The same text normalises the same.
+        return 1.0;
+    }
     SCRATCH.with(|sc| {
         let sc = &mut *sc.borrow_mut();
         sc.p.set(prediction);
@@ -388,12 +408,11 @@ fn common_tokens(p: &Normalized, r: &Normalized, hp: &mut Vec<(u64, u32)>, hr: &
         // Short lists: each prediction token takes the first equal reference token still free
         // (compared by first 8 bytes and length, then the rest).
         hr.clear();
-        hr.extend((0..r.tokens.len()).map(|j| (prefix8(r.token(j)), r.token(j).len() as u32)));
+        hr.extend((0..r.tokens.len()).map(|j| r.key(j)));
         let mut same = 0;
         for i in 0..p.tokens.len() {
-            let t = p.token(i);
-            let key = (prefix8(t), t.len() as u32);
-            if let Some(j) = (0..hr.len()).find(|&j| hr[j] == key && (t.len() <= 8 || r.token(j) == t)) {
+            let key = p.key(i);
+            if let Some(j) = (0..hr.len()).find(|&j| hr[j] == key && (key.1 <= 8 || r.token(j) == p.token(i))) {
                 hr[j].1 = u32::MAX;
                 same += 1;
             }
@@ -402,7 +421,7 @@ fn common_tokens(p: &Normalized, r: &Normalized, hp: &mut Vec<(u64, u32)>, hr: &
     }
     let keyed = |n: &Normalized, out: &mut Vec<(u64, u32)>| {
         out.clear();
-        out.extend((0..n.tokens.len()).map(|i| (prefix8(n.token(i)), i as u32)));
+        out.extend((0..n.tokens.len()).map(|i| (n.key(i).0, i as u32)));
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| n.token(a.1 as usize).cmp(n.token(b.1 as usize))));
     };
     keyed(p, hp);
@@ -428,6 +447,10 @@ pub fn token_f1(prediction: &str, reference: &str) -> f64 {
     SCRATCH.with(|sc| {
         let Scratch { p, r, hp, hr } = &mut *sc.borrow_mut();
         p.set(prediction);
+        if prediction == reference {
+            // All tokens in common (F1 1), unless there are none (0, as the script's `num_same == 0`).
+            return if p.tokens.is_empty() { 0.0 } else { 1.0 };
+        }
         r.set(reference);
         let same = common_tokens(p, r, hp, hr);
         if same == 0 {
@@ -541,6 +564,22 @@ mod tests {
             let t: String = (0..rng.below(14)).map(|_| alphabet[rng.below(alphabet.len())]).collect();
             assert_eq!(normalize_answer(&s), reference_normalize(&s), "{s:?}");
             assert_eq!(token_f1(&s, &t), reference_f1(&s, &t), "{s:?} vs {t:?}");
+        }
+    }
+
+    #[test]
+    fn long_ascii_text() {
+        // Past the 64-byte words of the bit sets, with punctuation inside and between tokens.
+        let mut rng = medforge_text::rng::SplitMix64::new(9);
+        let pieces =
+            ["the", "An", "a", "Cat", "x.y", "(t.he)", ",", " ", "  ", "\t", "1,000", "don't", "e.g.", "HbA1c"];
+        for _ in 0..5_000 {
+            let s: String = (0..rng.below(120)).map(|_| pieces[rng.below(pieces.len())]).collect::<Vec<_>>().join(" ");
+            let t: String = (0..rng.below(120)).map(|_| pieces[rng.below(pieces.len())]).collect::<Vec<_>>().join("");
+            assert_eq!(normalize_answer(&s), reference_normalize(&s), "{s:?}");
+            assert_eq!(normalize_answer(&t), reference_normalize(&t), "{t:?}");
+            assert_eq!(token_f1(&s, &t), reference_f1(&s, &t), "{s:?} vs {t:?}");
+            assert_eq!(exact_match(&s, &t), (reference_normalize(&s) == reference_normalize(&t)) as u8 as f64);
         }
     }
 

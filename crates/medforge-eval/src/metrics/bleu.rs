@@ -51,11 +51,11 @@ impl BleuTokenizer {
         match self {
             Self::Tok13a | Self::Intl => {
                 let mut out = String::with_capacity(line.len() + 16);
-                let mut push = |t: &str| {
+                let mut push = |t: &[u8]| {
                     if !out.is_empty() {
                         out.push(' ');
                     }
-                    out.push_str(t);
+                    out.push_str(std::str::from_utf8(t).expect("tokens are whole characters"));
                 };
                 if self == Self::Tok13a {
                     each_13a(line, &mut push);
@@ -199,7 +199,7 @@ pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 struct NgramTable {
     keys: Vec<u64>,
     counts: Vec<u32>,
-    /// Unigrams: remaining count and presence, by token id.
+    /// Unigrams: remaining count and presence, by token id (all `(0, false)` between segments).
     uni: Vec<(u32, bool)>,
 }
 
@@ -229,8 +229,8 @@ fn token_ids(cfg: &BleuConfig, text: &str, bufs: &mut TokBufs, int: &mut Interne
     let text = py_rstrip(text);
     out.clear();
     match cfg.tokenizer {
-        BleuTokenizer::Tok13a => each_13a(text, |t| out.push(int.id(t.as_bytes()))),
-        BleuTokenizer::Intl => each_intl(text, bufs, |t| out.push(int.id(t.as_bytes()))),
+        BleuTokenizer::Tok13a => each_13a(text, |t| out.push(int.id(t))),
+        BleuTokenizer::Intl => each_intl(text, bufs, |t| out.push(int.id(t))),
         // ASCII characters are their own ids; the others are interned above them.
         BleuTokenizer::Char => each_char(text, |c| {
             out.push(if c.is_ascii() { c as u32 } else { 128 + int.id(c.encode_utf8(&mut [0; 4]).as_bytes()) })
@@ -295,7 +295,6 @@ fn match_one_ref(
         t.uni.resize(ids, (0, false));
     }
     let uni = &mut t.uni[..ids];
-    uni.fill((0, false));
     for &x in a {
         let u = &mut uni[x as usize];
         u.0 += 1;
@@ -362,6 +361,9 @@ fn match_one_ref(
     }
     if n > 1 {
         keys.fill(0);
+    }
+    for &x in a {
+        uni[x as usize] = (0, false);
     }
 }
 

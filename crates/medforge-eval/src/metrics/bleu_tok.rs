@@ -154,15 +154,46 @@ fn preprocess_13a(line: &str) -> Cow<'_, str> {
     if !chunks.into_iter().any(hit) && !hit(rest) {
         return Cow::Borrowed(line);
     }
-    let mut l = line.replace("<skipped>", "").replace("-\n", "").replace('\n', " ");
-    if l.contains('&') {
-        l = l.replace("&quot;", "\"").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">");
+    // The replacements in sacrebleu's order, each only where its pattern occurs.
+    let mut l = Cow::Borrowed(line);
+    for (from, to) in [("<skipped>", ""), ("-\n", ""), ("\n", " ")] {
+        if l.contains(from) {
+            l = Cow::Owned(l.replace(from, to));
+        }
     }
-    Cow::Owned(l)
+    if l.contains('&') {
+        for (from, to) in [("&quot;", "\""), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">")] {
+            if l.contains(from) {
+                l = Cow::Owned(l.replace(from, to));
+            }
+        }
+    }
+    l
 }
 
-/// The tokens of sacrebleu's `Tokenizer13a()(line)`, in order.
-pub(crate) fn each_13a(line: &str, mut f: impl FnMut(&str)) {
+/// [`CLASS_13A`] as flags for the word scan: ends a word, needs the word rules, may be Unicode
+/// whitespace.
+const F_STOP: u8 = 1;
+const F_RULES: u8 = 2;
+const F_MAYBE_SPACE: u8 = 4;
+static FLAGS_13A: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match CLASS_13A[i] {
+            SPACE | ALONE => F_STOP,
+            PUNCT | DASH => F_RULES,
+            MAYBE_SPACE => F_MAYBE_SPACE,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
+
+/// The tokens of sacrebleu's `Tokenizer13a()(line)`, in order, as UTF-8 bytes (each token is whole
+/// characters: its ends are next to ASCII characters or the line's ends).
+pub(crate) fn each_13a(line: &str, mut f: impl FnMut(&[u8])) {
     let pre = preprocess_13a(line);
     let s: &str = &pre;
     let b = s.as_bytes();
@@ -175,7 +206,7 @@ pub(crate) fn each_13a(line: &str, mut f: impl FnMut(&str)) {
                 continue;
             }
             ALONE => {
-                f(&s[i..i + 1]);
+                f(&b[i..i + 1]);
                 i += 1;
                 continue;
             }
@@ -190,18 +221,17 @@ pub(crate) fn each_13a(line: &str, mut f: impl FnMut(&str)) {
         }
         // A word: up to whitespace or a padded character.
         let start = i;
-        let mut special = false;
+        let mut flags = 0u8;
         while i < n {
-            match CLASS_13A[b[i] as usize] {
-                SPACE | ALONE => break,
-                PUNCT | DASH => special = true,
-                MAYBE_SPACE if unicode_space_len(s, i) > 0 => break,
-                _ => {}
+            let fl = FLAGS_13A[b[i] as usize];
+            if fl & (F_STOP | F_MAYBE_SPACE) != 0 && (fl & F_STOP != 0 || unicode_space_len(s, i) > 0) {
+                break;
             }
+            flags |= fl;
             i += 1;
         }
-        let word = &s[start..i];
-        if special {
+        let word = &b[start..i];
+        if flags & F_RULES != 0 {
             split_13a_word(word, &mut f);
         } else {
             f(word);
@@ -210,19 +240,18 @@ pub(crate) fn each_13a(line: &str, mut f: impl FnMut(&str)) {
 }
 
 /// 13a's rules 2-4 on one word (a space on each side).
-fn split_13a_word(word: &str, f: &mut impl FnMut(&str)) {
-    let wb = word.as_bytes();
+fn split_13a_word(wb: &[u8], f: &mut impl FnMut(&[u8])) {
     let class = |i: usize| match wb[i] {
         b'0'..=b'9' => DIGIT,
         b'.' | b',' => PUNCT,
         b'-' => DASH,
         _ => OTHER,
     };
-    split_word(wb.len(), class, |i| i, false, false, |a, b| f(&word[a..b]));
+    split_word(wb.len(), class, |i| i, false, false, |a, b| f(&wb[a..b]));
 }
 
 /// `\p{P}`, `\p{S}`, `\p{N}` per code point (regex-syntax's tables, as the `regex` crate uses),
-/// in two levels of 256-character blocks.
+/// in two levels of 256-character blocks (uniform blocks shared).
 struct IntlClasses {
     ascii: [u8; 128],
     block: Vec<u16>,
@@ -232,32 +261,49 @@ struct IntlClasses {
 fn intl_classes() -> &'static IntlClasses {
     static C: OnceLock<IntlClasses> = OnceLock::new();
     C.get_or_init(|| {
-        let mut flat = vec![OTHER; 0x110000];
+        // The three classes are disjoint: one sorted list of (start, end, class).
+        let mut ranges: Vec<(u32, u32, u8)> = Vec::new();
         for (class, cl) in [(r"\p{N}", DIGIT), (r"\p{P}", PUNCT), (r"\p{S}", ALONE)] {
             let hir = regex_syntax::parse(class).expect("class");
             let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(c)) = hir.kind() else {
                 unreachable!("a Unicode class")
             };
-            for r in c.ranges() {
-                flat[r.start() as usize..=r.end() as usize].fill(cl);
+            ranges.extend(c.ranges().iter().map(|r| (r.start() as u32, r.end() as u32, cl)));
+        }
+        ranges.sort_unstable();
+        // Blocks 0-3: all OTHER, DIGIT, PUNCT, ALONE; the mixed blocks after them.
+        let mut data: Vec<u8> = [OTHER, DIGIT, PUNCT, ALONE].iter().flat_map(|&c| [c; 256]).collect();
+        let mut block = Vec::with_capacity(0x1100);
+        let mut k = 0;
+        for b in 0..0x1100u32 {
+            let (lo, hi) = (b << 8, (b << 8) | 0xff);
+            while k < ranges.len() && ranges[k].1 < lo {
+                k += 1;
             }
+            let overlapping = ranges[k..].iter().take_while(|r| r.0 <= hi);
+            let mut it = overlapping.clone();
+            let id = match (it.next(), it.next()) {
+                (None, _) => 0,
+                (Some(&(a, z, c)), None) if a <= lo && z >= hi => {
+                    [DIGIT, PUNCT, ALONE].iter().position(|&x| x == c).expect("a class") as u16 + 1
+                }
+                _ => {
+                    let start = data.len();
+                    data.resize(start + 256, OTHER);
+                    for &(a, z, c) in overlapping {
+                        data[start + (a.max(lo) - lo) as usize..=start + (z.min(hi) - lo) as usize].fill(c);
+                    }
+                    (start / 256) as u16
+                }
+            };
+            block.push(id);
         }
         let mut ascii = [OTHER; 128];
-        ascii.copy_from_slice(&flat[..128]);
+        ascii.copy_from_slice(&data[block[0] as usize * 256..block[0] as usize * 256 + 128]);
         for (i, a) in ascii.iter_mut().enumerate() {
             if is_py_space(i as u8 as char) {
                 *a = SPACE;
             }
-        }
-        let mut block = Vec::with_capacity(0x1100);
-        let mut data: Vec<u8> = Vec::new();
-        let mut seen: std::collections::HashMap<&[u8], u16> = std::collections::HashMap::new();
-        for chunk in flat.chunks(256) {
-            let id = *seen.entry(chunk).or_insert_with(|| {
-                data.extend_from_slice(chunk);
-                (data.len() / 256 - 1) as u16
-            });
-            block.push(id);
         }
         IntlClasses { ascii, block, data }
     })
@@ -272,8 +318,9 @@ impl IntlClasses {
     }
 }
 
-/// The tokens of sacrebleu's `TokenizerV14International()(line)`, in order.
-pub(crate) fn each_intl(line: &str, bufs: &mut TokBufs, mut f: impl FnMut(&str)) {
+/// The tokens of sacrebleu's `TokenizerV14International()(line)`, in order, as UTF-8 bytes (whole
+/// characters).
+pub(crate) fn each_intl(line: &str, bufs: &mut TokBufs, mut f: impl FnMut(&[u8])) {
     let cls = intl_classes();
     let b = line.as_bytes();
     let n = b.len();
@@ -295,7 +342,7 @@ pub(crate) fn each_intl(line: &str, bufs: &mut TokBufs, mut f: impl FnMut(&str))
             continue;
         }
         if cl == ALONE {
-            f(&line[i..i + l]);
+            f(&b[i..i + l]);
             i += l;
             continue;
         }
@@ -313,14 +360,23 @@ pub(crate) fn each_intl(line: &str, bufs: &mut TokBufs, mut f: impl FnMut(&str))
         if special {
             split_intl_word(word, start == 0, i == n, bufs, &mut f);
         } else {
-            f(word);
+            f(word.as_bytes());
         }
     }
 }
 
 /// intl's two rules on one word; `at_start`/`at_end`: no character before/after it in the line.
-fn split_intl_word(word: &str, at_start: bool, at_end: bool, bufs: &mut TokBufs, f: &mut impl FnMut(&str)) {
+fn split_intl_word(word: &str, at_start: bool, at_end: bool, bufs: &mut TokBufs, f: &mut impl FnMut(&[u8])) {
     let cls = intl_classes();
+    if word.is_ascii() {
+        let wb = word.as_bytes();
+        let class = |i: usize| match cls.ascii[wb[i] as usize] {
+            c @ (PUNCT | DIGIT) => c,
+            _ => OTHER,
+        };
+        split_word(wb.len(), class, |i| i, at_start, at_end, |a, b| f(&wb[a..b]));
+        return;
+    }
     let chars = &mut bufs.chars;
     chars.clear();
     for (o, c) in word.char_indices() {
@@ -331,7 +387,8 @@ fn split_intl_word(word: &str, at_start: bool, at_end: bool, bufs: &mut TokBufs,
     let n = chars.len();
     chars.push((word.len() as u32, OTHER));
     let chars = &*chars;
-    split_word(n, |i| chars[i].1, |i| chars[i].0 as usize, at_start, at_end, |a, b| f(&word[a..b]));
+    let wb = word.as_bytes();
+    split_word(n, |i| chars[i].1, |i| chars[i].0 as usize, at_start, at_end, |a, b| f(&wb[a..b]));
 }
 
 /// The tokens of sacrebleu's `TokenizerChar` followed by BLEU's `split()`: every character that
@@ -417,12 +474,12 @@ mod tests {
 
     fn fast_13a(s: &str) -> String {
         let mut v = Vec::new();
-        each_13a(s, |t| v.push(t.to_string()));
+        each_13a(s, |t| v.push(String::from_utf8(t.to_vec()).expect("whole characters")));
         v.join(" ")
     }
     fn fast_intl(s: &str) -> String {
         let mut v = Vec::new();
-        each_intl(s, &mut TokBufs::default(), |t| v.push(t.to_string()));
+        each_intl(s, &mut TokBufs::default(), |t| v.push(String::from_utf8(t.to_vec()).expect("whole characters")));
         v.join(" ")
     }
 
@@ -482,6 +539,25 @@ mod tests {
             "\u{a0}.\u{a0}",
         ] {
             assert_eq!(fast_13a(s), reference::tok_13a(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn intl_class_table_is_the_regex_classes() {
+        let re = [r"^\p{N}$", r"^\p{P}$", r"^\p{S}$"].map(|r| regex::Regex::new(r).expect("re"));
+        let cls = intl_classes();
+        for c in (0..0x110000u32).filter_map(char::from_u32).filter(|c| !c.is_ascii()) {
+            let s = c.encode_utf8(&mut [0; 4]).to_string();
+            let want = if re[0].is_match(&s) {
+                DIGIT
+            } else if re[1].is_match(&s) {
+                PUNCT
+            } else if re[2].is_match(&s) {
+                ALONE
+            } else {
+                OTHER
+            };
+            assert_eq!(cls.of(c), want, "U+{:04X}", c as u32);
         }
     }
 

@@ -1,6 +1,5 @@
-"""The HF transformers side of bench/engine_bench.sh: SmolLM2 from the same GGUF, dequantised by transformers into
-an ordinary f32 PyTorch model (what a Python user would run on CPU), saved as an HF safetensors folder that medforge
-loads too.
+"""The HF transformers side of bench/engine_bench.sh: a GGUF (llama or gemma3) dequantised by the `gguf` package into
+an ordinary f32 HF safetensors folder (what a Python user would run on CPU), which medforge loads too.
 
   engine_hf.py convert MODEL.gguf OUT_DIR           # HF folder (config.json, model.safetensors, tokenizer files)
   engine_hf.py ppl HF_DIR OURS_PPL.json              # perplexity on medforge's token ids
@@ -28,16 +27,21 @@ def convert(gguf_path, out):
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     r = gguf.GGUFReader(gguf_path)
     heads, kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    gemma = cfg.model_type.startswith("gemma")
     names = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
              "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
-             "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+             "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+             "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"}
+    if gemma:
+        names.update({"ffn_norm": "pre_feedforward_layernorm", "post_attention_norm": "post_attention_layernorm",
+                      "post_ffw_norm": "post_feedforward_layernorm"})
     tensors = {}
     for t in r.tensors:
         w = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).astype("float32").copy())
         w = w.reshape([int(x) for x in reversed(t.shape)])
         if t.name.startswith("blk."):
             _, layer, part, suffix = t.name.split(".")
-            if part in ("attn_q", "attn_k"):
+            if part in ("attn_q", "attn_k") and not gemma:
                 n = heads if part == "attn_q" else kv
                 rows, cols = w.shape
                 w = w.reshape(n, rows // n // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
@@ -45,6 +49,8 @@ def convert(gguf_path, out):
         else:
             name = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
                     "output.weight": "lm_head.weight"}[t.name]
+        if gemma and name.endswith("norm.weight"):
+            w = w - 1.0  # GGUF stores Gemma's norm weights as 1 + w
         tensors[name] = w.contiguous()
     cfg.tie_word_embeddings = "lm_head.weight" not in tensors
     cfg.torch_dtype = "float32"

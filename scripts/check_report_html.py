@@ -95,8 +95,11 @@ def main():
         print("note: no Chromium on PATH; static checks only")
         return 0
     out = args[args.index("--screenshot") + 1] if "--screenshot" in args else os.path.join(tempfile.mkdtemp(), "shot.png")
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={out}",
-           "--window-size=1200,2400", "file://" + path]
+    # The flags that keep Chromium off the network (this machine's network is closed; it would retry at every start).
+    profile = tempfile.mkdtemp()
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", f"--screenshot={out}", "--window-size=1200,2400", "file://" + path]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
     w, h, rows = png_pixels(open(out, "rb").read())
     n = coloured(rows)

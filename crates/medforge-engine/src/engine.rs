@@ -121,11 +121,7 @@ impl Engine {
         let config = ModelConfig::from_gguf(&g)?;
         let tokenizer = match &opts.tokenizer {
             Some(p) => load_tokenizer_file(p)?,
-            None => {
-                let json = gguf::tokenizer_json(&g)?;
-                Tokenizer::from_bytes(serde_json::to_vec(&json)?)
-                    .map_err(|e| EngineError::Format(format!("tokenizer from GGUF metadata: {e}")))?
-            }
+            None => gguf::tokenizer(&g)?,
         };
         let tokens = g.strings("tokenizer.ggml.tokens").unwrap_or_default();
         let tok_text = |id: Option<u64>| id.and_then(|i| tokens.get(i as usize).map(|t| (i as u32, t.clone())));

@@ -57,6 +57,46 @@ impl QMatrix {
         Ok(QMatrix { dtype, rows, cols, row_bytes, data })
     }
 
+    /// Read a `rows x cols` matrix of `dtype` blocks from `reader` at `offset`, straight into the matrix's storage
+    /// (no intermediate copies: a 262k-token embedding is 180 MB).
+    pub fn read_from<R: std::io::Read + std::io::Seek>(
+        reader: &mut R,
+        offset: u64,
+        dtype: GgmlDType,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self> {
+        let bad = |what: String| EngineError::Format(what);
+        if !cols.is_multiple_of(dtype.block_size()) {
+            return Err(bad(format!("{rows}x{cols} {dtype:?}: columns not a multiple of the block size")));
+        }
+        let row_bytes = cols / dtype.block_size() * dtype.type_size();
+        let n = rows * row_bytes;
+        let end = reader.seek(std::io::SeekFrom::End(0)).map_err(|e| bad(format!("seek: {e}")))?;
+        if offset.saturating_add(n as u64) > end {
+            return Err(bad(format!(
+                "a {rows}x{cols} {dtype:?} tensor at byte {offset} runs past the end of the file"
+            )));
+        }
+        reader.seek(std::io::SeekFrom::Start(offset)).map_err(|e| bad(format!("seek: {e}")))?;
+        let mut data = vec![0u32; n.div_ceil(4)];
+        // SAFETY: u32 storage viewed as at least n bytes.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut u8, n) };
+        reader.read_exact(bytes).map_err(|e| bad(format!("reading a tensor: {e}")))?;
+        let m = QMatrix { dtype, rows, cols, row_bytes, data };
+        if supported(dtype) {
+            return Ok(m);
+        }
+        // f16/bf16: widened to f32 (no fast kernel for them).
+        let wide: Vec<f32> = match dtype {
+            GgmlDType::F16 => {
+                m.bytes().chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            _ => m.bytes().chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        };
+        Self::from_f32(rows, cols, wide)
+    }
+
     pub fn from_f32(rows: usize, cols: usize, values: Vec<f32>) -> Result<Self> {
         if values.len() != rows * cols {
             return Err(EngineError::Format(format!("{} values for a {rows}x{cols} matrix", values.len())));
@@ -188,7 +228,7 @@ impl<'a> Prepared<'a> {
         for d in dtypes {
             match d {
                 GgmlDType::F32 => {}
-                GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
+                GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
                     if p.own.is_empty() {
                         p.own = vec![Q8Act::default(); t * cols / simd::QK];
                         for (o, xi) in p.own.chunks_mut(cols / simd::QK).zip(x.chunks(cols)) {
@@ -196,7 +236,6 @@ impl<'a> Prepared<'a> {
                         }
                     }
                 }
-                GgmlDType::Q4_0 | GgmlDType::Q8_0 => p.candle_acts::<BlockQ8_0>(t),
                 GgmlDType::Q8_1 => p.candle_acts::<BlockQ8_1>(t),
                 _ => p.candle_acts::<BlockQ8K>(t),
             }
@@ -296,8 +335,8 @@ fn run_rows(w: &QMatrix, p: &Prepared, t: usize, r0: usize, r1: usize, out: OutP
         GgmlDType::Q4_1 => own!(simd::dot_q4_1, simd::dot_q4_1_x4),
         GgmlDType::Q5_0 => own!(simd::dot_q5_0, simd::dot_q5_0_x4),
         GgmlDType::Q5_1 => own!(simd::dot_q5_1),
-        GgmlDType::Q4_0 => candle!(BlockQ4_0),
-        GgmlDType::Q8_0 => candle!(BlockQ8_0),
+        GgmlDType::Q4_0 => own!(simd::dot_q4_0, simd::dot_q4_0_x4),
+        GgmlDType::Q8_0 => own!(simd::dot_q8_0, simd::dot_q8_0_x4),
         GgmlDType::Q8_1 => candle!(BlockQ8_1),
         GgmlDType::Q2K => candle!(BlockQ2K),
         GgmlDType::Q3K => candle!(BlockQ3K),

@@ -123,23 +123,52 @@ pub struct AttnShape {
     pub softcap: Option<f32>,
 }
 
-/// Causal attention for `t` queries at positions `start..start + t` (`q`: `t x n_head*head_dim`) over the cached
-/// keys and values of positions `0..start + t` (`k`, `v`: `(start + t) x n_kv_head*head_dim`). Query head h reads
-/// KV head `h / (n_head / n_kv_head)`.
+/// One sequence's attention: `t` queries at positions `start..start + t` (`q`: `t x n_head*head_dim`) over the cached
+/// keys and values of positions `0..start + t` (`k`, `v`: `(start + t) x n_kv_head*head_dim`), into `out`
+/// (`t x n_head*head_dim`).
+pub struct AttnJob<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub t: usize,
+    pub start: usize,
+    pub out: &'a mut [f32],
+}
+
+/// Causal attention for one sequence; query head h reads KV head `h / (n_head / n_kv_head)`.
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, start: usize, s: AttnShape, out: &mut [f32]) {
+    attention_batch(&mut [AttnJob { q, k, v, t, start, out }], s);
+}
+
+/// Attention for several sequences in one parallel pass over all their (query, head) rows.
+pub fn attention_batch(jobs: &mut [AttnJob], s: AttnShape) {
     let (hd, nh) = (s.head_dim, s.n_head);
     let kvd = s.n_kv_head * hd;
     let rep = nh / s.n_kv_head;
-    let total = start + t;
-    let one = |(idx, o): (usize, &mut [f32])| {
+    // One task per (job, query, head): `first[j]` is job j's first task.
+    let mut first = Vec::with_capacity(jobs.len() + 1);
+    let mut work = 0;
+    let mut n = 0;
+    for j in jobs.iter() {
+        first.push(n);
+        n += j.t * nh;
+        work += j.t * nh * (j.start + j.t) * hd;
+    }
+    first.push(n);
+    let outs: Vec<OutRows> = jobs.iter_mut().map(|j| OutRows(j.out.as_mut_ptr())).collect();
+    let jobs = &*jobs;
+    let one = |task: usize| {
+        let ji = first.partition_point(|&f| f <= task) - 1;
+        let job = &jobs[ji];
+        let idx = task - first[ji];
         let (i, h) = (idx / nh, idx % nh);
-        let pos = start + i;
+        let pos = job.start + i;
         let lo = s.window.map(|w| (pos + 1).saturating_sub(w)).unwrap_or(0);
-        let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+        let qh = &job.q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
         let g = h / rep;
         let mut scores: Vec<f32> = (lo..=pos)
-            .map(|j| {
-                let sc = simd::dot_f32(qh, &k[j * kvd + g * hd..j * kvd + (g + 1) * hd]) * s.scale;
+            .map(|p| {
+                let sc = simd::dot_f32(qh, &job.k[p * kvd + g * hd..p * kvd + (g + 1) * hd]) * s.scale;
                 match s.softcap {
                     Some(c) => c * (sc / c).tanh(),
                     None => sc,
@@ -147,23 +176,17 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, start: usize, s: Att
             })
             .collect();
         softmax(&mut scores);
+        // SAFETY: task (job, idx) writes only row idx of that job's output, which outlives this call.
+        let o = unsafe { std::slice::from_raw_parts_mut(outs[ji].get().add(idx * hd), hd) };
         o.fill(0.0);
-        for (p, j) in scores.iter().zip(lo..=pos) {
-            simd::axpy(*p, &v[j * kvd + g * hd..j * kvd + (g + 1) * hd], o);
+        for (w, p) in scores.iter().zip(lo..=pos) {
+            simd::axpy(*w, &job.v[p * kvd + g * hd..p * kvd + (g + 1) * hd], o);
         }
     };
-    let work = t * nh * total * hd;
     if work < 1 << 15 {
-        out.chunks_exact_mut(hd).enumerate().for_each(one);
+        (0..n).for_each(one);
     } else {
-        // Each task owns one (query, head) output row.
-        let ptr = OutRows(out.as_mut_ptr());
-        let rows = out.len() / hd;
-        Pool::global().run(rows, &|idx| {
-            // SAFETY: task idx writes only row idx of `out`, which outlives the pool run.
-            let o = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(idx * hd), hd) };
-            one((idx, o));
-        });
+        Pool::global().run(n, &one);
     }
 }
 

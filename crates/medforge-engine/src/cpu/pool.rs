@@ -160,8 +160,16 @@ impl Pool {
             s.wake.notify_all();
         }
         s.work(ep);
+        // The last tasks are on other threads. On a busy machine a worker can be preempted mid-task: after a short
+        // spin, yield so that it can run (on a 2-core machine it may be waiting for this very core).
+        let mut spins = 0u32;
         while s.done.load(Acquire) < n {
-            std::hint::spin_loop();
+            spins += 1;
+            if spins < 4096 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
         if s.panicked.load(Acquire) {
             resume_unwind(Box::new("a medforge-engine worker task panicked"));

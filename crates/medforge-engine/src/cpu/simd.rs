@@ -6,7 +6,13 @@
 //! - Q4_1: `d: f16, m: f16, qs: [u8; 16]`; weight j is `d * q_j + m` with q_j the low nibble of `qs[j]` for j < 16,
 //!   the high nibble of `qs[j - 16]` otherwise;
 //! - Q5_0: `d: f16, qh: u32, qs: [u8; 16]`; as Q4_1's nibbles plus bit j of `qh` as the fifth bit, weight `d * (q - 16)`;
-//! - Q5_1: `d: f16, m: f16, qh: u32, qs: [u8; 16]`; weight `d * q + m`.
+//! - Q5_1: `d: f16, m: f16, qh: u32, qs: [u8; 16]`; weight `d * q + m`;
+//! - Q4_0: `d: f16, qs: [u8; 16]`; weight `d * (q - 8)`;
+//! - Q8_0: `d: f16, qs: [i8; 32]`; weight `d * q`.
+//!
+//! candle has AVX kernels for Q4_0 and Q8_0 too; these add the four-row versions for prompt processing, and the
+//! one-row and four-row kernels of a format share their arithmetic exactly (even and odd blocks summed apart), so a
+//! row's result does not depend on how many rows were computed with it.
 
 use half::f16;
 
@@ -14,6 +20,8 @@ pub const QK: usize = 32;
 pub const Q4_1_BYTES: usize = 20;
 pub const Q5_0_BYTES: usize = 22;
 pub const Q5_1_BYTES: usize = 24;
+pub const Q4_0_BYTES: usize = 18;
+pub const Q8_0_BYTES: usize = 34;
 
 /// 32 activations as int8 with their scale, as llama.cpp's Q8_0/Q8_1 hold them (the scale rounded through f16, so
 /// the products are the ones llama.cpp computes); `sum` is the sum of `qs` and `s = f16(d * sum)`.
@@ -115,6 +123,24 @@ pub mod scalar {
         acc
     }
 
+    pub fn dot_q4_0(w: &[u8], a: &[Q8Act]) -> f32 {
+        let mut acc = 0f32;
+        for (b, y) in w.chunks_exact(Q4_0_BYTES).zip(a) {
+            let q = nibbles(&b[2..18]);
+            acc += half_at(b, 0) * y.d * (idot(&q, &y.qs) - 8 * y.sum) as f32;
+        }
+        acc
+    }
+
+    pub fn dot_q8_0(w: &[u8], a: &[Q8Act]) -> f32 {
+        let mut acc = 0f32;
+        for (b, y) in w.chunks_exact(Q8_0_BYTES).zip(a) {
+            let s: i32 = b[2..34].iter().zip(&y.qs).map(|(&q, &v)| q as i8 as i32 * v as i32).sum();
+            acc += half_at(b, 0) * y.d * s as f32;
+        }
+        acc
+    }
+
     pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         // Eight partial sums, like the SIMD version, so that the two agree closely.
         let mut s = [0f32; 8];
@@ -209,22 +235,85 @@ mod avx2 {
         hsum(_mm256_add_ps(acc0, acc1)) + (m0 + m1)
     }
 
+    /// Signed weights (`load` gives 32 int8 of a block) times int8 activations: maddubs needs an unsigned side, so
+    /// take |w| and move w's sign onto the activations. Even and odd blocks go to separate sums.
+    #[inline(always)]
+    unsafe fn signed_dot(y: &Q8Act, w: __m256i) -> __m256 {
+        let yv = _mm256_load_si256(y.qs.as_ptr() as *const __m256i);
+        let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(yv, w));
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+    }
+
+    #[inline(always)]
+    unsafe fn signed_1(w: &[u8], a: &[Q8Act], size: usize, load: impl Fn(*const u8) -> __m256i) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for (bi, (b, y)) in w.chunks_exact(size).zip(a).enumerate() {
+            let d = half_at(b, 0);
+            acc[bi & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), signed_dot(y, load(b.as_ptr())), acc[bi & 1]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+
+    #[inline(always)]
+    unsafe fn signed_4(w: &[u8], a: [&[Q8Act]; 4], size: usize, load: impl Fn(*const u8) -> __m256i) -> [f32; 4] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        for (bi, b) in w.chunks_exact(size).enumerate() {
+            let d = half_at(b, 0);
+            let q = load(b.as_ptr());
+            for k in 0..4 {
+                let y = a[k].get_unchecked(bi);
+                acc[k][bi & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), signed_dot(y, q), acc[k][bi & 1]);
+            }
+        }
+        let f = |k: usize| hsum(_mm256_add_ps(acc[k][0], acc[k][1]));
+        [f(0), f(1), f(2), f(3)]
+    }
+
+    #[inline(always)]
+    unsafe fn load_q5_0(b: *const u8) -> __m256i {
+        let qh = u32::from_le_bytes([*b.add(2), *b.add(3), *b.add(4), *b.add(5)]);
+        let q = _mm256_or_si256(unpack_nibbles(b.add(6)), fifth_bits(qh));
+        _mm256_sub_epi8(q, _mm256_set1_epi8(16))
+    }
+
+    #[inline(always)]
+    unsafe fn load_q4_0(b: *const u8) -> __m256i {
+        _mm256_sub_epi8(unpack_nibbles(b.add(2)), _mm256_set1_epi8(8))
+    }
+
+    #[inline(always)]
+    unsafe fn load_q8_0(b: *const u8) -> __m256i {
+        _mm256_loadu_si256(b.add(2) as *const __m256i)
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_q5_0(w: &[u8], a: &[Q8Act]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let sixteen = _mm256_set1_epi8(16);
-        for (b, y) in w.chunks_exact(Q5_0_BYTES).zip(a) {
-            let d = half_at(b, 0);
-            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-            let q = _mm256_or_si256(unpack_nibbles(b.as_ptr().add(6)), fifth_bits(qh));
-            // The same arithmetic as dot_q5_0_x4, so that one row and four rows give the same bits.
-            let qs = _mm256_sub_epi8(q, sixteen);
-            let yv = _mm256_load_si256(y.qs.as_ptr() as *const __m256i);
-            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qs, qs), _mm256_sign_epi8(yv, qs));
-            let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), p, acc);
-        }
-        hsum(acc)
+        signed_1(w, a, Q5_0_BYTES, |b| load_q5_0(b))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q5_0_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
+        signed_4(w, a, Q5_0_BYTES, |b| load_q5_0(b))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q4_0(w: &[u8], a: &[Q8Act]) -> f32 {
+        signed_1(w, a, Q4_0_BYTES, |b| load_q4_0(b))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q4_0_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
+        signed_4(w, a, Q4_0_BYTES, |b| load_q4_0(b))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q8_0(w: &[u8], a: &[Q8Act]) -> f32 {
+        signed_1(w, a, Q8_0_BYTES, |b| load_q8_0(b))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q8_0_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
+        signed_4(w, a, Q8_0_BYTES, |b| load_q8_0(b))
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -259,29 +348,6 @@ mod avx2 {
         }
         let f = |k: usize| hsum(_mm256_add_ps(acc[k][0], acc[k][1])) + (summ[k][0] + summ[k][1]);
         [f(0), f(1), f(2), f(3)]
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q5_0_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let sixteen = _mm256_set1_epi8(16);
-        for (bi, b) in w.chunks_exact(Q5_0_BYTES).enumerate() {
-            let d = half_at(b, 0);
-            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-            let q = _mm256_or_si256(unpack_nibbles(b.as_ptr().add(6)), fifth_bits(qh));
-            // Signed weights q - 16 times int8 activations: maddubs needs an unsigned side, so take |w| and move
-            // w's sign onto the activations.
-            let qs = _mm256_sub_epi8(q, sixteen);
-            let ax = _mm256_sign_epi8(qs, qs);
-            for k in 0..4 {
-                let y = a[k].get_unchecked(bi);
-                let yv = _mm256_load_si256(y.qs.as_ptr() as *const __m256i);
-                let sy = _mm256_sign_epi8(yv, qs);
-                let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1)));
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), p, acc[k]);
-            }
-        }
-        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -358,6 +424,8 @@ macro_rules! dispatch {
 dispatch!(dot_q4_1, w: &[u8], a: &[Q8Act]);
 dispatch!(dot_q5_0, w: &[u8], a: &[Q8Act]);
 dispatch!(dot_q5_1, w: &[u8], a: &[Q8Act]);
+dispatch!(dot_q4_0, w: &[u8], a: &[Q8Act]);
+dispatch!(dot_q8_0, w: &[u8], a: &[Q8Act]);
 dispatch!(dot_f32, a: &[f32], b: &[f32]);
 
 /// `[dot(w, a[0]), .., dot(w, a[3])]`, reading the weights once.
@@ -372,16 +440,25 @@ pub fn dot_q4_1_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
     a.map(|x| scalar::dot_q4_1(w, x))
 }
 
-#[inline]
-pub fn dot_q5_0_x4(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: as above.
-        debug_assert!(a.iter().all(|x| x.len() * Q5_0_BYTES >= w.len()));
-        return unsafe { avx2::dot_q5_0_x4(w, a) };
-    }
-    a.map(|x| scalar::dot_q5_0(w, x))
+macro_rules! dispatch4 {
+    ($name:ident, $scalar:ident, $bytes:expr) => {
+        /// Four activation rows against one weight row, reading the weights once.
+        #[inline]
+        pub fn $name(w: &[u8], a: [&[Q8Act]; 4]) -> [f32; 4] {
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                debug_assert!(a.iter().all(|x| x.len() * $bytes >= w.len()));
+                // SAFETY: the CPU has AVX2 and FMA (checked above); each a[k] has a block per weight block.
+                return unsafe { avx2::$name(w, a) };
+            }
+            a.map(|x| scalar::$scalar(w, x))
+        }
+    };
 }
+
+dispatch4!(dot_q5_0_x4, dot_q5_0, Q5_0_BYTES);
+dispatch4!(dot_q4_0_x4, dot_q4_0, Q4_0_BYTES);
+dispatch4!(dot_q8_0_x4, dot_q8_0, Q8_0_BYTES);
 
 /// `y += a * x`.
 #[inline]
@@ -458,9 +535,18 @@ mod tests {
             let four = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
             let w1 = blocks(nb, Q4_1_BYTES, 2, seed + 1);
             let w0 = blocks(nb, Q5_0_BYTES, 1, seed + 2);
+            let w40 = blocks(nb, Q4_0_BYTES, 1, seed + 7);
+            let w80 = blocks(nb, Q8_0_BYTES, 1, seed + 8);
+            assert!(close(dot_q4_0(&w40, &a), scalar::dot_q4_0(&w40, &a)));
+            assert!(close(dot_q8_0(&w80, &a), scalar::dot_q8_0(&w80, &a)));
             for k in 0..4 {
                 assert!(close(dot_q4_1_x4(&w1, four)[k], scalar::dot_q4_1(&w1, four[k])));
                 assert!(close(dot_q5_0_x4(&w0, four)[k], scalar::dot_q5_0(&w0, four[k])));
+                assert!(close(dot_q4_0_x4(&w40, four)[k], scalar::dot_q4_0(&w40, four[k])));
+                assert!(close(dot_q8_0_x4(&w80, four)[k], scalar::dot_q8_0(&w80, four[k])));
+                // One row and four rows: the same bits.
+                assert_eq!(dot_q8_0_x4(&w80, four)[k], dot_q8_0(&w80, four[k]));
+                assert_eq!(dot_q4_1_x4(&w1, four)[k], dot_q4_1(&w1, four[k]));
             }
             let x = rand_f32(nb * QK + 5, seed + 4);
             let y = rand_f32(nb * QK + 5, seed + 6);

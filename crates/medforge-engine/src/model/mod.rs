@@ -175,8 +175,18 @@ impl Source<'_> {
         match self {
             Source::Gguf { file, requant } => {
                 let requant = *requant;
-                let q = file.content.tensor(&mut file.reader, name, &Device::Cpu)?;
-                let m = QMatrix::from_qtensor(&q)?;
+                let info = file
+                    .content
+                    .tensor_infos
+                    .get(name)
+                    .ok_or_else(|| EngineError::Format(format!("the GGUF file has no tensor `{name}`")))?;
+                let (rows, cols) = match info.shape.dims() {
+                    [r, c] => (*r, *c),
+                    [c] => (1, *c),
+                    d => return Err(EngineError::Format(format!("tensor `{name}` has shape {d:?}, not a matrix"))),
+                };
+                let offset = file.content.tensor_data_offset + info.offset;
+                let m = QMatrix::read_from(&mut file.reader, offset, info.ggml_dtype, rows, cols)?;
                 match requant {
                     Some(target)
                         if m.dtype() != target
@@ -498,7 +508,23 @@ impl Model {
                 vc.truncate(start * kvd);
                 kc.extend_from_slice(k);
                 vc.extend_from_slice(&vv[off * kvd..(off + n) * kvd]);
-                ops::attention(q, kc, vc, n, start, shape, &mut att[off * qd..(off + n) * qd]);
+            }
+            {
+                let mut jobs = Vec::with_capacity(seqs.len());
+                let mut rest: &mut [f32] = &mut att;
+                for ((_, cache), &(off, n, start)) in seqs.iter().zip(&spans) {
+                    let (out, tail) = std::mem::take(&mut rest).split_at_mut(n * qd);
+                    rest = tail;
+                    jobs.push(ops::AttnJob {
+                        q: &qq[off * qd..(off + n) * qd],
+                        k: &cache.k[li],
+                        v: &cache.v[li],
+                        t: n,
+                        start,
+                        out,
+                    });
+                }
+                ops::attention_batch(&mut jobs, shape);
             }
             let mut o = project(&att, t, &[&layer.o]).pop().expect("o");
             if let Some(pn) = &layer.post_attn_norm {

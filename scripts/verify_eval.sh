@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `medforge eval` with the default local model (SmolLM2-135M-Instruct, in-process engine, no server) on MedQA dev in
+# both modes, `medforge report` over the two runs, then every report page checked: self-contained, charts decode,
+# and rendered in headless Chromium with the charts visible (scripts/check_report_html.py).
+#
+#   scripts/verify_eval.sh       # fixtures/medqa/dev_4opt.jsonl (20 questions, 64 tokens per answer): what CI runs
+#   DATA=../shared/data/medqa/US/4_options/dev.jsonl LIMIT=200 MAX_TOKENS=256 OUT=out/eval_smollm2 scripts/verify_eval.sh
+#
+# Chromium: taken from PATH or $CHROMIUM; when missing and this runs as root with apt (CI), Debian's chromium is
+# installed. REQUIRE_BROWSER=1 makes a missing browser an error (CI sets it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL="$(scripts/fetch_model.sh)"
+if [ -z "${MEDFORGE_BIN:-}" ]; then
+    cargo build -q -p medforge-cli
+    MEDFORGE_BIN="${CARGO_TARGET_DIR:-target}/debug/medforge"
+fi
+DATA="${DATA:-fixtures/medqa/dev_4opt.jsonl}"
+LIMIT="${LIMIT:-200}"
+MAX_TOKENS="${MAX_TOKENS:-64}"
+OUT="${OUT:-$(mktemp -d)}"
+for mode in gen loglik; do
+    "$MEDFORGE_BIN" eval --model-path "$MODEL" --model smollm2 --benchmark medqa --data "$DATA" --limit "$LIMIT" \
+        --mode "$mode" --max-tokens "$MAX_TOKENS" --out "$OUT/$mode" 2>/dev/null | tee "$OUT/$mode.txt"
+    for f in smollm2_results.csv specialty_performance.csv model_comparison.csv failed_questions.json \
+        training_recommendations.json report.html; do
+        [ -s "$OUT/$mode/$f" ] || { echo "error: $OUT/$mode/$f was not written" >&2; exit 1; }
+    done
+    ls "$OUT/$mode"/*.png >/dev/null || { echo "error: no PNG charts in $OUT/$mode" >&2; exit 1; }
+done
+"$MEDFORGE_BIN" report "$OUT/gen" "$OUT/loglik" --out "$OUT/report" >/dev/null
+
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }) || true
+fi
+REQ=()
+[ "${REQUIRE_BROWSER:-0}" = 1 ] && REQ=(--require-browser)
+for page in "$OUT/gen/report.html" "$OUT/loglik/report.html" "$OUT/report/report.html"; do
+    python3 scripts/check_report_html.py "$page" --screenshot "${page%.html}.png" "${REQ[@]}"
+done
+echo "eval reports verified in $OUT"

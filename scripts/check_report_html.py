@@ -18,7 +18,8 @@ import sys
 import tempfile
 import zlib
 
-BAR_COLOURS = [(67, 147, 195), (33, 102, 172), (214, 96, 77), (178, 24, 43)]
+# Every colour charts.rs fills bars with (the base model of a comparison is grey).
+BAR_COLOURS = [(67, 147, 195), (33, 102, 172), (214, 96, 77), (178, 24, 43), (150, 150, 150), (27, 120, 55)]
 
 
 def png_pixels(data):

@@ -8,3 +8,6 @@ cargo test --workspace
 scripts/verify_python.sh
 scripts/verify_metrics.sh
 MEDFORGE_BIN="${CARGO_TARGET_DIR:-target}/debug/medforge" scripts/verify_serve.sh
+# SmolLM2 eval in both modes and the report pages in headless Chromium (installed through apt where we are root).
+REQUIRE_BROWSER="${REQUIRE_BROWSER:-$([ "$(id -u)" = 0 ] && echo 1 || echo 0)}" \
+    MEDFORGE_BIN="${CARGO_TARGET_DIR:-target}/debug/medforge" scripts/verify_eval.sh

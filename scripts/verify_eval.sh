@@ -19,6 +19,7 @@ DATA="${DATA:-fixtures/medqa/dev_4opt.jsonl}"
 LIMIT="${LIMIT:-200}"
 MAX_TOKENS="${MAX_TOKENS:-64}"
 OUT="${OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
 for mode in gen loglik; do
     "$MEDFORGE_BIN" eval --model-path "$MODEL" --model smollm2 --benchmark medqa --data "$DATA" --limit "$LIMIT" \
         --mode "$mode" --max-tokens "$MAX_TOKENS" --out "$OUT/$mode" 2>/dev/null | tee "$OUT/$mode.txt"

@@ -332,7 +332,19 @@ pub fn write_report(out: &Path, runs: &[EvalRun]) -> Res<Vec<PathBuf>> {
     charts_done.push(("Accuracy per subject".into(), p.clone()));
     written.push(p);
 
-    let models: Vec<String> = runs.iter().map(label).collect();
+    // Runs of one model in two modes (gen and loglik) would share a legend entry: name the mode then.
+    let plain: Vec<String> = runs.iter().map(label).collect();
+    let models: Vec<String> =
+        runs.iter()
+            .zip(&plain)
+            .map(|(r, l)| {
+                if plain.iter().filter(|x| *x == l).count() > 1 {
+                    format!("{l} ({})", r.summary.mode)
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
     let mut groups: Vec<(String, Vec<Bar>)> = vec![(
         "overall".into(),
         runs.iter()

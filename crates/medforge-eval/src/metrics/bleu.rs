@@ -203,11 +203,65 @@ struct NgramTable {
     uni: Vec<(u32, bool)>,
 }
 
+/// Tokenized lines, per thread: (tokenizer, lowercase, line) to the line's token ids in a word
+/// interner, so that BLEU passes over the same lines with the same tokenizer tokenize each line
+/// once (sacrebleu memoises its tokenizers with `lru_cache(maxsize=2**16)` too, per tokenizer
+/// object). Emptied when it holds 2^16 lines or 2^20 distinct tokens.
+#[derive(Default)]
+struct LineCache {
+    lines: Interner,
+    /// Per line id: its tokens in `toks`.
+    spans: Vec<(u32, u32)>,
+    toks: Vec<u32>,
+    words: Interner,
+    key: Vec<u8>,
+}
+
+const CACHE_LINES: usize = 1 << 16;
+const CACHE_WORDS: usize = 1 << 20;
+
+impl LineCache {
+    /// Empties the cache when it is over its bounds. Only between segments: ids must not change
+    /// within one.
+    fn bound(&mut self) {
+        if self.lines.len() >= CACHE_LINES || self.words.len() >= CACHE_WORDS {
+            self.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.lines.clear();
+        self.spans.clear();
+        self.toks.clear();
+        self.words.clear();
+    }
+
+    /// The token ids of `text` under `cfg`'s tokenizer and lowercasing (word ids of this cache;
+    /// for `char`, ASCII characters are their own ids and the others are interned above 127).
+    fn tokens(&mut self, cfg: &BleuConfig, text: &str, bufs: &mut TokBufs) -> &[u32] {
+        self.key.clear();
+        self.key.push(cfg.tokenizer as u8 | (cfg.lowercase as u8) << 4);
+        self.key.extend_from_slice(text.as_bytes());
+        let known = self.lines.len();
+        let id = self.lines.id(&self.key) as usize;
+        if id == known {
+            let start = self.toks.len();
+            token_ids(cfg, text, bufs, &mut self.words, &mut self.toks);
+            self.spans.push((start as u32, (self.toks.len() - start) as u32));
+        }
+        let (a, l) = self.spans[id];
+        &self.toks[a as usize..(a + l) as usize]
+    }
+}
+
 /// Everything a segment needs, kept per thread so that scoring allocates nothing in the steady state.
 #[derive(Default)]
 struct Scratch {
     bufs: TokBufs,
-    interner: Interner,
+    cache: LineCache,
+    /// Per cache word id: (segment stamp, dense id within the segment).
+    local: Vec<(u32, u32)>,
+    stamp: u32,
     hyp: Vec<u32>,
     refs: Vec<Vec<u32>>,
     table: NgramTable,
@@ -217,7 +271,8 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Token ids of one line after sacrebleu's preprocessing (lowercase, `rstrip`, the tokenizer, `split`).
+/// Appends the token ids of one line after sacrebleu's preprocessing (lowercase, `rstrip`, the
+/// tokenizer, `split`) to `out`.
 fn token_ids(cfg: &BleuConfig, text: &str, bufs: &mut TokBufs, int: &mut Interner, out: &mut Vec<u32>) {
     let lowered;
     let text = if cfg.lowercase {
@@ -227,7 +282,6 @@ fn token_ids(cfg: &BleuConfig, text: &str, bufs: &mut TokBufs, int: &mut Interne
         text
     };
     let text = py_rstrip(text);
-    out.clear();
     match cfg.tokenizer {
         BleuTokenizer::Tok13a => each_13a(text, |t| out.push(int.id(t))),
         BleuTokenizer::Intl => each_intl(text, bufs, |t| out.push(int.id(t))),
@@ -378,19 +432,41 @@ fn add_segment<R: AsRef<str>>(
     total: &mut [u64],
 ) -> (u64, u64) {
     let n = cfg.max_order;
-    let Scratch { bufs, interner, hyp: h, refs: rs, table } = sc;
-    interner.clear();
-    token_ids(cfg, hyp, bufs, interner, h);
+    let Scratch { bufs, cache, local, stamp, hyp: h, refs: rs, table } = sc;
+    cache.bound();
+    // The segment's tokens as dense ids 0.. (the same token, the same id, across hypothesis and
+    // references).
+    *stamp = stamp.wrapping_add(1);
+    if *stamp == 0 {
+        local.fill((0, 0));
+        *stamp = 1;
+    }
+    let mut ids = 0u32;
+    let mut dense = |toks: &[u32], out: &mut Vec<u32>| {
+        out.clear();
+        for &g in toks {
+            if local.len() <= g as usize {
+                local.resize(g as usize + 1, (0, 0));
+            }
+            let e = &mut local[g as usize];
+            if e.0 != *stamp {
+                *e = (*stamp, ids);
+                ids += 1;
+            }
+            out.push(e.1);
+        }
+    };
+    dense(cache.tokens(cfg, hyp, bufs), h);
     if rs.len() < refs.len() {
         rs.resize_with(refs.len(), Vec::new);
     }
     for (r, out) in refs.iter().zip(rs.iter_mut()) {
-        token_ids(cfg, r.as_ref(), bufs, interner, out);
+        dense(cache.tokens(cfg, r.as_ref(), bufs), out);
     }
     let rs = &rs[..refs.len()];
     let sys_len = h.len() as u64;
     let ref_len = closest_ref_len(sys_len, rs.iter().map(|r| r.len() as u64));
-    let ids = if cfg.tokenizer == BleuTokenizer::Char { 128 + interner.len() } else { interner.len() };
+    let ids = ids as usize;
     if (1..=4).contains(&n) && rs.len() == 1 && ids < 0xffff {
         match_one_ref(h, &rs[0], n, ids, table, correct, total);
         return (sys_len, ref_len);
@@ -591,6 +667,85 @@ mod tests {
                 assert_eq!((c, tot), clipped_by_maps(&h, &r, n), "{h:?} {r:?} {n}");
             }
         }
+    }
+
+    #[test]
+    fn line_cache_keys_tokenizer_and_case() {
+        let lines = ["The cat, the CAT. It's 3.14-5!", "the cat the cat its 3 14 5", "고혈압 환자, 3.5mg"];
+        let configs: Vec<BleuConfig> =
+            [BleuTokenizer::Tok13a, BleuTokenizer::Intl, BleuTokenizer::Char, BleuTokenizer::None]
+                .into_iter()
+                .flat_map(|t| {
+                    [false, true].map(|lowercase| BleuConfig { lowercase, ..BleuConfig::sentence().with_tokenizer(t) })
+                })
+                .collect();
+        // Scores computed cold (fresh thread) and then again in an interleaved order (cache hits).
+        let cold: Vec<f64> = std::thread::spawn({
+            let configs = configs.clone();
+            move || {
+                let mut v = Vec::new();
+                for c in &configs {
+                    for h in lines {
+                        for r in lines {
+                            v.push(sentence_bleu(c, h, &[r]).score);
+                        }
+                    }
+                }
+                v
+            }
+        })
+        .join()
+        .expect("thread");
+        let mut warm = Vec::new();
+        for _ in 0..2 {
+            warm.clear();
+            for c in &configs {
+                for h in lines {
+                    for r in lines {
+                        warm.push(sentence_bleu(c, h, &[r]).score);
+                    }
+                }
+            }
+        }
+        assert_eq!(cold, warm);
+        // Lowercasing and the tokenizer are part of the key.
+        let lc = BleuConfig { lowercase: true, ..BleuConfig::sentence() };
+        assert_eq!(segment_stats(&lc, "The CAT", &["the cat"]).correct[0], 2);
+        assert_eq!(segment_stats(&BleuConfig::sentence(), "The CAT", &["the cat"]).correct[0], 0);
+        let ch = BleuConfig::sentence().with_tokenizer(BleuTokenizer::Char);
+        assert_eq!(segment_stats(&ch, "The CAT", &["the cat"]).total[0], 6);
+    }
+
+    #[test]
+    fn line_cache_empties_at_its_bound() {
+        let mut cache = LineCache::default();
+        let mut bufs = TokBufs::default();
+        let cfg = BleuConfig::default();
+        for i in 0..CACHE_LINES + 10 {
+            let line = format!("w{i} shared");
+            cache.bound();
+            let toks = cache.tokens(&cfg, &line, &mut bufs).to_vec();
+            assert_eq!(toks.len(), 2);
+            assert!(cache.lines.len() <= CACHE_LINES);
+            // The same line again: the same ids.
+            assert_eq!(cache.tokens(&cfg, &line, &mut bufs), &toks[..]);
+        }
+        assert_eq!(cache.lines.len(), 10);
+        // A segment whose hypothesis fills the cache: its reference is still tokenized with the
+        // same word ids (the cache empties only between segments).
+        let mut sc = Scratch::default();
+        for i in 0..CACHE_LINES - 1 {
+            sc.cache.tokens(&cfg, &format!("filler {i}"), &mut bufs);
+        }
+        let (mut c, mut t) = (vec![0; 4], vec![0; 4]);
+        add_segment(&cfg, "the cat sat on the mat", &["the cat sat on the mat ."], &mut sc, &mut c, &mut t);
+        assert_eq!((c.clone(), t), (vec![6, 5, 4, 3], vec![6, 5, 4, 3]));
+        assert!(sc.cache.lines.len() > CACHE_LINES);
+        c.fill(0);
+        let mut t = vec![0; 4];
+        add_segment(&cfg, "the cat", &["the cat"], &mut sc, &mut c, &mut t);
+        assert_eq!(sc.cache.lines.len(), 1);
+        assert_eq!(c, vec![2, 1, 0, 0]);
     }
 
     #[test]

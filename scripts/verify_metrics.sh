@@ -27,9 +27,11 @@ if [ ! -f "$WN/index.noun" ]; then
   WN=none
 fi
 work=${MEDFORGE_PARITY_DIR:-$(mktemp -d)}
+# `--workspace --test parity`, not `-p medforge-eval`: the same feature resolution as `cargo test
+# --workspace` (scripts/test.sh runs that first), so nothing is compiled again.
 "$VENV/bin/python" crates/medforge-eval/tests/parity/reference_metrics.py "$work" --n "$N" --wordnet "$WN"
 if [ "$WN" = none ]; then
-  MEDFORGE_WORDNET=/nonexistent MEDFORGE_PARITY_DIR="$work" cargo test --quiet -p medforge-eval --test parity -- --nocapture
+  MEDFORGE_WORDNET=/nonexistent MEDFORGE_PARITY_DIR="$work" cargo test --quiet --workspace --test parity -- --nocapture
 else
-  MEDFORGE_WORDNET="$WN" MEDFORGE_PARITY_DIR="$work" cargo test --quiet -p medforge-eval --test parity -- --nocapture
+  MEDFORGE_WORDNET="$WN" MEDFORGE_PARITY_DIR="$work" cargo test --quiet --workspace --test parity -- --nocapture
 fi

@@ -1,6 +1,7 @@
 //! Times medforge's metrics on a pairs.jsonl (from tests/parity/reference_metrics.py) with exactly the
 //! passes the Python reference script times, and prints the seconds per library group as JSON.
 //! Used by bench/metrics_bench.sh. Single-threaded unless RAYON_NUM_THREADS says otherwise.
+//! For profiling, `BENCH_ONLY=sacrebleu,squad` runs only those groups (the others report 0).
 use std::time::Instant;
 
 use medforge_eval::metrics::bleu::{corpus_bleu, sentence_bleu, BleuConfig, BleuTokenizer};
@@ -22,9 +23,13 @@ fn main() {
     let refs: Vec<Vec<&str>> = pairs.iter().map(|p| vec![p.0.as_str()]).collect();
     let hyps: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
     let mut sink = 0.0f64;
+    let only = std::env::var("BENCH_ONLY").ok().filter(|o| !o.is_empty());
+    let run = |group: &str| only.as_deref().is_none_or(|o| o.split(',').any(|g| g == group));
+    let (run_bleu, run_rouge, run_meteor, run_squad) =
+        (run("sacrebleu"), run("rouge_score"), run("nltk_meteor"), run("squad"));
 
     let t0 = Instant::now();
-    for tok in [BleuTokenizer::Tok13a, BleuTokenizer::Intl, BleuTokenizer::Char] {
+    for tok in [BleuTokenizer::Tok13a, BleuTokenizer::Intl, BleuTokenizer::Char].into_iter().filter(|_| run_bleu) {
         sink += corpus_bleu(&BleuConfig::default().with_tokenizer(tok), &hyps, &refs).score;
         let sc = BleuConfig::sentence().with_tokenizer(tok);
         for p in &pairs {
@@ -34,7 +39,7 @@ fn main() {
             eprintln!("{}: {:.3}s", tok.name(), t0.elapsed().as_secs_f64());
         }
     }
-    for n in 1..=4 {
+    for n in (1..=4).filter(|_| run_bleu) {
         sink += corpus_bleu(&BleuConfig::default().with_max_order(n), &hyps, &refs).score;
         let sc = BleuConfig::sentence().with_max_order(n);
         for p in &pairs {
@@ -44,7 +49,7 @@ fn main() {
     let bleu = t0.elapsed().as_secs_f64();
 
     let t0 = Instant::now();
-    for stem in [false, true] {
+    for stem in [false, true].into_iter().filter(|_| run_rouge) {
         let cfg = RougeConfig { stemmer: stem, ..Default::default() };
         for p in &pairs {
             sink += rouge(&cfg, &p.0, &p.1).rouge_lsum.fmeasure;
@@ -57,13 +62,13 @@ fn main() {
     let m = Meteor::find(None);
     let wordnet_load = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
-    for p in &pairs {
+    for p in pairs.iter().take(if run_meteor { pairs.len() } else { 0 }) {
         sink += m.score(&[&p.0], &p.1);
     }
     let meteor = t0.elapsed().as_secs_f64();
 
     let t0 = Instant::now();
-    for p in &pairs {
+    for p in pairs.iter().take(if run_squad { pairs.len() } else { 0 }) {
         sink += exact_match(&p.1, &p.0) + token_f1(&p.1, &p.0);
     }
     let squad = t0.elapsed().as_secs_f64();

@@ -73,6 +73,7 @@ impl Meteor {
     pub fn score(&self, references: &[&str], hypothesis: &str) -> f64 {
         STATE.with(|st| {
             let st = &mut *st.borrow_mut();
+            st.words.bound();
             let mut h = std::mem::take(&mut st.h);
             let mut r = std::mem::take(&mut st.r);
             st.words.ids(hypothesis, &mut h);
@@ -94,6 +95,7 @@ impl Meteor {
     pub fn single(&self, reference: &[String], hypothesis: &[String]) -> f64 {
         STATE.with(|st| {
             let st = &mut *st.borrow_mut();
+            st.words.bound();
             let r: Vec<u32> = reference.iter().map(|w| st.words.id(w)).collect();
             let h: Vec<u32> = hypothesis.iter().map(|w| st.words.id(w)).collect();
             self.single_ids(st, &r, &h)
@@ -167,9 +169,20 @@ struct WordInfo {
     syns: Box<[u32]>,
 }
 
+/// More distinct words than this per thread and the memo starts over (between calls only: ids are
+/// used within one call).
+const MAX_WORDS: usize = 1 << 20;
+
 impl Words {
     fn len(&self) -> usize {
         self.info.len()
+    }
+
+    fn bound(&mut self) {
+        if self.info.len() > MAX_WORDS {
+            self.ids.clear();
+            self.info.clear();
+        }
     }
 
     fn id(&mut self, w: &str) -> u32 {

@@ -356,6 +356,12 @@ fn summary_lcs(sc: &mut Scratch) -> PRF {
 pub fn rouge(cfg: &RougeConfig, target: &str, prediction: &str) -> RougeScores {
     SCRATCH.with(|sc| {
         let sc = &mut *sc.borrow_mut();
+        // The word memo starts over past 2^20 words (between calls: ids are used within one call;
+        // `cr`/`cc` are all zero between calls).
+        if sc.words.stem.len() > 1 << 20 {
+            sc.words.ids.clear();
+            sc.words.stem.clear();
+        }
         // Lines are split on "\n", which both tokenizers treat as a separator, so the whole text's
         // tokens are the lines' tokens in order: tokenize once per line.
         text_ids(cfg, target, &mut sc.words, &mut sc.t, &mut sc.t_lines);

@@ -48,8 +48,10 @@ export RAYON_NUM_THREADS=2 MEDFORGE_THREADS=2 OMP_NUM_THREADS=2
 echo "== greedy ($N tokens, 10 prompts per model)" >&2
 "$MF" greedy "$MODEL" bench/engine_prompts.jsonl "$N" > "$OUT/medforge_greedy.jsonl"
 "$PY" bench/engine_llamacpp.py greedy "$MODEL" "$OUT/medforge_greedy.jsonl" "$N" > "$OUT/llamacpp_greedy.jsonl"
+LLAMA_KV=f32 "$PY" bench/engine_llamacpp.py greedy "$MODEL" "$OUT/medforge_greedy.jsonl" "$N" > "$OUT/llamacpp_greedy_kvf32.jsonl"
 "$MF" greedy "$GEMMA" bench/engine_prompts_plain.jsonl "$N" > "$OUT/medforge_greedy_gemma3.jsonl"
 "$PY" bench/engine_llamacpp.py greedy "$GEMMA" "$OUT/medforge_greedy_gemma3.jsonl" "$N" > "$OUT/llamacpp_greedy_gemma3.jsonl"
+LLAMA_KV=f32 "$PY" bench/engine_llamacpp.py greedy "$GEMMA" "$OUT/medforge_greedy_gemma3.jsonl" "$N" > "$OUT/llamacpp_greedy_kvf32_gemma3.jsonl"
 
 echo "== perplexity" >&2
 for T in ppl long; do

@@ -3,8 +3,11 @@
   engine_llamacpp.py greedy MODEL OURS.jsonl N     # same prompt ids as medforge; JSONL with ids, gaps, tokenizer check
   engine_llamacpp.py ppl MODEL OURS_PPL.json       # perplexity on the same token ids
   engine_llamacpp.py speed MODEL PROMPT_TOKENS GEN_TOKENS THREADS
+
+LLAMA_KV=f32 keeps llama.cpp's KV cache in f32 (its default is f16; medforge's is f32).
 """
 import json
+import os
 import resource
 import sys
 import time
@@ -14,8 +17,9 @@ from llama_cpp import Llama
 
 
 def load(model, n_ctx, logits_all=False, threads=2):
+    kv = {"type_k": 0, "type_v": 0} if os.environ.get("LLAMA_KV") == "f32" else {}  # 0 = GGML_TYPE_F32
     return Llama(model_path=model, n_ctx=n_ctx, n_batch=512, n_threads=threads, n_threads_batch=threads,
-                 logits_all=logits_all, verbose=False)
+                 logits_all=logits_all, verbose=False, **kv)
 
 
 def last_logits(llm):

@@ -25,6 +25,19 @@ for label, suffix in [("SmolLM2-135M-Instruct Q4_1, chat prompts", ""), ("Gemma-
         gap = "-" if div is None else f"{a['gaps'][div]:.3f} / {b['gaps'][div]:.3f}"
         print(f"| {i + 1} | {'yes' if b['tokenizer_match'] else 'NO'} | {same}/{n} | {where} | {gap} |")
     print(f"\n{full}/{len(ours)} prompts identical for all tokens.\n")
+    # The scale of a near-tie flip: llama.cpp against itself with only the KV-cache precision changed.
+    try:
+        kv32 = jl(f"llamacpp_greedy_kvf32{suffix}.jsonl")
+    except FileNotFoundError:
+        continue
+
+    def first(x, y):
+        return next((k for k in range(len(x["ids"])) if x["ids"][k] != y["ids"][k]), len(x["ids"]))
+
+    print("First divergence (64 = none), per prompt: medforge vs llama.cpp (f16 KV) "
+          f"{[first(a, b) for a, b in zip(ours, ref)]}; medforge vs llama.cpp (f32 KV) "
+          f"{[first(a, c) for a, c in zip(ours, kv32)]}; llama.cpp f16 KV vs llama.cpp f32 KV "
+          f"{[first(b, c) for b, c in zip(ref, kv32)]}.\n")
 
 print("### Perplexity (same token ids in every engine)\n")
 print("| text | model | medforge | llama.cpp, batch 512 | llama.cpp, batch 1 | transformers (f32) | medforge vs llama.cpp 512 / 1 |")

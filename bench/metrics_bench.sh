@@ -44,6 +44,10 @@ for k in keys:
     py = min(p1[k], p2[k]); tp += py; tm += m[k]; tmed += med[k]
     print(f"| {k} | {py:.2f} | {m[k]:.3f} | {py/m[k]:.0f}x | {med[k]:.3f} ({py/med[k]:.0f}x) |")
 print(f"| **all** | {tp:.2f} | {tm:.3f} | {tp/tm:.0f}x | {tmed:.3f} ({tp/tmed:.0f}x) |")
+sep = min(r["squad_separate"] for r in ms); py = min(p1["squad"], p2["squad"])
+print(f"| squad, EM and F1 as separate calls | {py:.2f} | {sep:.3f} | {py/sep:.0f}x | {statistics.median(r['squad_separate'] for r in ms):.3f} |")
 print("(one thread each; Python: the faster of 2 runs; medforge: the fastest of 5, and their median)")
+print("(squad: both scores from squad_scores, one normalisation of each string, as `medforge score` computes them;")
+print(" the last row: exact_match() and token_f1() called separately, normalising twice like the script)")
 print(f"(WordNet load, excluded on both sides: medforge {m['wordnet_load']:.2f} s)")
 PY

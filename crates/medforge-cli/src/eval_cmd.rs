@@ -7,7 +7,7 @@ use clap::Args;
 use medforge_eval::metrics::bleu::{corpus_bleu, sentence_bleu, BleuConfig, BleuTokenizer};
 use medforge_eval::metrics::meteor::Meteor;
 use medforge_eval::metrics::rouge::{rouge, RougeConfig, RougeTokenizer};
-use medforge_eval::metrics::squad::{exact_match, token_f1};
+use medforge_eval::metrics::squad::{squad_scores, SquadScores};
 use medforge_eval::report::{load_run, safe_name, summarize, write_report, write_run};
 use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, CompletionsLogLik, LoglikScorer};
 use medforge_eval::scores::{hierarchy, korean_proficiency, reasoning_format};
@@ -220,13 +220,17 @@ impl ScoreArgs {
             summary.insert("meteor".into(), json!(mean(&v)));
             summary.insert("meteor_wordnet".into(), json!(m.wordnet.is_some()));
         }
-        for (name, f) in [("em", exact_match as fn(&str, &str) -> f64), ("f1", token_f1)] {
-            if has(name) {
-                let v: Vec<f64> = (0..n).map(|i| f(&hyps[i], &refs[i])).collect();
-                for (p, x) in per.iter_mut().zip(&v) {
-                    p.insert(name.into(), json!(x));
+        if has("em") || has("f1") {
+            let v: Vec<SquadScores> = (0..n).map(|i| squad_scores(&hyps[i], &refs[i])).collect();
+            for (name, get) in [("em", (|s: &SquadScores| s.exact_match) as fn(&SquadScores) -> f64), ("f1", |s| s.f1)]
+            {
+                if has(name) {
+                    let v: Vec<f64> = v.iter().map(get).collect();
+                    for (p, x) in per.iter_mut().zip(&v) {
+                        p.insert(name.into(), json!(x));
+                    }
+                    summary.insert(name.into(), json!(mean(&v)));
                 }
-                summary.insert(name.into(), json!(mean(&v)));
             }
         }
         if let Some(b) = &bert {

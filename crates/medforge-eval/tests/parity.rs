@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use medforge_eval::metrics::bleu::{corpus_bleu, sentence_bleu, BleuConfig, BleuTokenizer};
 use medforge_eval::metrics::meteor::Meteor;
 use medforge_eval::metrics::rouge::{rouge, RougeConfig};
-use medforge_eval::metrics::squad::{exact_match, token_f1};
+use medforge_eval::metrics::squad::{exact_match, squad_scores, token_f1};
 use medforge_eval::metrics::wordnet::WordNet;
 use serde_json::Value;
 
@@ -117,6 +117,12 @@ fn parity_with_python_references() {
     }
     for (i, want) in arr(&exp["f1"]).into_iter().enumerate() {
         d.check("f1", i, token_f1(&pairs[i].1, &pairs[i].0), want, &pairs[i]);
+    }
+    // Both from one normalisation, as `medforge score` computes them.
+    for (i, (em, f1)) in arr(&exp["em"]).into_iter().zip(arr(&exp["f1"])).enumerate() {
+        let both = squad_scores(&pairs[i].1, &pairs[i].0);
+        d.check("squad_scores em", i, both.exact_match, em, &pairs[i]);
+        d.check("squad_scores f1", i, both.f1, f1, &pairs[i]);
     }
 
     eprintln!("parity: {} values compared over {} pairs (METEOR with WordNet: {with_wn})", d.compared, pairs.len());

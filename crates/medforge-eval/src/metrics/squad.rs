@@ -452,13 +452,48 @@ pub fn token_f1(prediction: &str, reference: &str) -> f64 {
             return if p.tokens.is_empty() { 0.0 } else { 1.0 };
         }
         r.set(reference);
-        let same = common_tokens(p, r, hp, hr);
-        if same == 0 {
-            return 0.0;
+        f1_of(common_tokens(p, r, hp, hr), p, r)
+    })
+}
+
+/// Exact match and token F1 of one prediction against one reference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SquadScores {
+    pub exact_match: f64,
+    pub f1: f64,
+}
+
+/// SQuAD's `exact_match_score` and `f1_score` together, from one normalisation of each string
+/// (the script normalises both strings once per score; separately, [`exact_match`] and
+/// [`token_f1`] do the same).
+pub fn squad_scores(prediction: &str, reference: &str) -> SquadScores {
+    SCRATCH.with(|sc| {
+        let Scratch { p, r, hp, hr } = &mut *sc.borrow_mut();
+        p.set(prediction);
+        if prediction == reference {
+            return SquadScores { exact_match: 1.0, f1: if p.tokens.is_empty() { 0.0 } else { 1.0 } };
         }
-        let precision = 1.0 * same as f64 / p.tokens.len() as f64;
-        let recall = 1.0 * same as f64 / r.tokens.len() as f64;
-        (2.0 * precision * recall) / (precision + recall)
+        r.set(reference);
+        let exact_match = if p.same_as(r) { 1.0 } else { 0.0 };
+        SquadScores { exact_match, f1: f1_of(common_tokens(p, r, hp, hr), p, r) }
+    })
+}
+
+/// The script's F1 from the number of common tokens.
+fn f1_of(same: usize, p: &Normalized, r: &Normalized) -> f64 {
+    if same == 0 {
+        return 0.0;
+    }
+    let precision = 1.0 * same as f64 / p.tokens.len() as f64;
+    let recall = 1.0 * same as f64 / r.tokens.len() as f64;
+    (2.0 * precision * recall) / (precision + recall)
+}
+
+/// Best exact match and best token F1 over several references (each its own best, as the
+/// script's `metric_max_over_ground_truths`).
+pub fn squad_scores_multi(prediction: &str, references: &[&str]) -> SquadScores {
+    references.iter().map(|r| squad_scores(prediction, r)).fold(SquadScores { exact_match: 0.0, f1: 0.0 }, |a, b| {
+        SquadScores { exact_match: a.exact_match.max(b.exact_match), f1: a.f1.max(b.f1) }
     })
 }
 
@@ -554,6 +589,8 @@ mod tests {
             for b in cases {
                 assert_eq!(exact_match(a, b), (reference_normalize(a) == reference_normalize(b)) as u8 as f64);
                 assert_eq!(token_f1(a, b), reference_f1(a, b), "{a:?} vs {b:?}");
+                let both = squad_scores(a, b);
+                assert_eq!((both.exact_match, both.f1), (exact_match(a, b), token_f1(a, b)), "{a:?} vs {b:?}");
             }
         }
         let mut rng = medforge_text::rng::SplitMix64::new(7);
@@ -564,7 +601,23 @@ mod tests {
             let t: String = (0..rng.below(14)).map(|_| alphabet[rng.below(alphabet.len())]).collect();
             assert_eq!(normalize_answer(&s), reference_normalize(&s), "{s:?}");
             assert_eq!(token_f1(&s, &t), reference_f1(&s, &t), "{s:?} vs {t:?}");
+            let both = squad_scores(&s, &t);
+            assert_eq!(both.f1, reference_f1(&s, &t), "{s:?} vs {t:?}");
+            assert_eq!(both.exact_match, (reference_normalize(&s) == reference_normalize(&t)) as u8 as f64);
         }
+    }
+
+    #[test]
+    fn scores_over_several_references() {
+        // EM from one reference, F1 from another: each is its own best.
+        let s = squad_scores_multi("the big cat", &["Big cat!", "a big cat sat"]);
+        assert_eq!(s.exact_match, 1.0);
+        assert_eq!(s.f1, 1.0);
+        let s = squad_scores_multi("big cat", &["cat", "big dog"]);
+        assert_eq!(s.exact_match, 0.0);
+        assert!((s.f1 - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(s.f1, token_f1_multi("big cat", &["cat", "big dog"]));
+        assert_eq!(squad_scores_multi("x", &[]), SquadScores { exact_match: 0.0, f1: 0.0 });
     }
 
     #[test]
@@ -580,6 +633,7 @@ mod tests {
             assert_eq!(normalize_answer(&t), reference_normalize(&t), "{t:?}");
             assert_eq!(token_f1(&s, &t), reference_f1(&s, &t), "{s:?} vs {t:?}");
             assert_eq!(exact_match(&s, &t), (reference_normalize(&s) == reference_normalize(&t)) as u8 as f64);
+            assert_eq!(squad_scores(&s, &t), SquadScores { exact_match: exact_match(&s, &t), f1: token_f1(&s, &t) });
         }
     }
 

@@ -221,11 +221,11 @@ impl ScoreArgs {
             summary.insert("meteor_wordnet".into(), json!(m.wordnet.is_some()));
         }
         if has("em") || has("f1") {
-            let v: Vec<SquadScores> = (0..n).map(|i| squad_scores(&hyps[i], &refs[i])).collect();
-            for (name, get) in [("em", (|s: &SquadScores| s.exact_match) as fn(&SquadScores) -> f64), ("f1", |s| s.f1)]
-            {
+            let s: Vec<SquadScores> = (0..n).map(|i| squad_scores(&hyps[i], &refs[i])).collect();
+            let em: Vec<f64> = s.iter().map(|x| x.exact_match).collect();
+            let f1: Vec<f64> = s.iter().map(|x| x.f1).collect();
+            for (name, v) in [("em", em), ("f1", f1)] {
                 if has(name) {
-                    let v: Vec<f64> = v.iter().map(get).collect();
                     for (p, x) in per.iter_mut().zip(&v) {
                         p.insert(name.into(), json!(x));
                     }

@@ -444,16 +444,8 @@ fn common_tokens(p: &Normalized, r: &Normalized, hp: &mut Vec<(u64, u32)>, hr: &
 
 /// SQuAD's `f1_score`.
 pub fn token_f1(prediction: &str, reference: &str) -> f64 {
-    SCRATCH.with(|sc| {
-        let Scratch { p, r, hp, hr } = &mut *sc.borrow_mut();
-        p.set(prediction);
-        if prediction == reference {
-            // All tokens in common (F1 1), unless there are none (0, as the script's `num_same == 0`).
-            return if p.tokens.is_empty() { 0.0 } else { 1.0 };
-        }
-        r.set(reference);
-        f1_of(common_tokens(p, r, hp, hr), p, r)
-    })
+    // The exact match beside it is one comparison of the two token lists.
+    squad_scores(prediction, reference).f1
 }
 
 /// Exact match and token F1 of one prediction against one reference.
@@ -464,29 +456,26 @@ pub struct SquadScores {
 }
 
 /// SQuAD's `exact_match_score` and `f1_score` together, from one normalisation of each string
-/// (the script normalises both strings once per score; separately, [`exact_match`] and
-/// [`token_f1`] do the same).
+/// (the script normalises both strings once per score, as separate [`exact_match`] and
+/// [`token_f1`] calls do).
 pub fn squad_scores(prediction: &str, reference: &str) -> SquadScores {
     SCRATCH.with(|sc| {
         let Scratch { p, r, hp, hr } = &mut *sc.borrow_mut();
         p.set(prediction);
         if prediction == reference {
+            // All tokens in common (F1 1), unless there are none (0, as the script's `num_same == 0`).
             return SquadScores { exact_match: 1.0, f1: if p.tokens.is_empty() { 0.0 } else { 1.0 } };
         }
         r.set(reference);
         let exact_match = if p.same_as(r) { 1.0 } else { 0.0 };
-        SquadScores { exact_match, f1: f1_of(common_tokens(p, r, hp, hr), p, r) }
+        let same = common_tokens(p, r, hp, hr);
+        if same == 0 {
+            return SquadScores { exact_match, f1: 0.0 };
+        }
+        let precision = 1.0 * same as f64 / p.tokens.len() as f64;
+        let recall = 1.0 * same as f64 / r.tokens.len() as f64;
+        SquadScores { exact_match, f1: (2.0 * precision * recall) / (precision + recall) }
     })
-}
-
-/// The script's F1 from the number of common tokens.
-fn f1_of(same: usize, p: &Normalized, r: &Normalized) -> f64 {
-    if same == 0 {
-        return 0.0;
-    }
-    let precision = 1.0 * same as f64 / p.tokens.len() as f64;
-    let recall = 1.0 * same as f64 / r.tokens.len() as f64;
-    (2.0 * precision * recall) / (precision + recall)
 }
 
 /// Best exact match and best token F1 over several references (each its own best, as the

@@ -549,7 +549,8 @@ pub fn divisions_organize(
 }
 
 pub fn split_update(splits: &Path, recommendations: &Path, out: Option<&Path>) -> Result<()> {
-    use medforge_curate::split::{update, write_splits, Recommendations, SplitPlan, PLAN_FILE, SPLIT_FILES};
+    use medforge_curate::split::{update, write_splits, SplitPlan, PLAN_FILE, SPLIT_FILES};
+    use medforge_data::recommendations::Recommendations;
     let plan = SplitPlan::load(&splits.join(PLAN_FILE))?;
     let recs = Recommendations::load(recommendations)?;
     let mut records = Vec::new();

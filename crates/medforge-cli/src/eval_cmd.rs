@@ -9,7 +9,7 @@ use medforge_eval::metrics::meteor::Meteor;
 use medforge_eval::metrics::rouge::{rouge, RougeConfig, RougeTokenizer};
 use medforge_eval::metrics::squad::{squad_scores, SquadScores};
 use medforge_eval::report::{load_run, safe_name, summarize, write_report, write_run};
-use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, CompletionsLogLik, LoglikScorer};
+use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, LoglikScorer};
 use medforge_eval::scores::{hierarchy, korean_proficiency, reasoning_format};
 use medforge_llm::backend::{Backend, GenParams};
 use serde_json::{json, Value};
@@ -404,15 +404,10 @@ impl ModelArgs {
         let endpoint = self.endpoint.clone().expect("clap requires endpoint without model_path");
         let model = self.model.clone().ok_or_else(|| anyhow!("--model NAME is required with --endpoint"))?;
         let mut cfg = medforge_llm::openai::EndpointConfig::new(&endpoint, &model);
-        cfg.api_key_env = self.api_key_env.clone().map(medforge_data::secret::SecretEnv);
+        cfg.api_key_env = self.api_key_env.clone().map(medforge_llm::SecretEnv);
         cfg.max_concurrency = self.concurrency.max(1);
-        let backend: Arc<dyn Backend> = Arc::new(medforge_llm::openai::OpenAiBackend::new(cfg)?);
-        let key = match &self.api_key_env {
-            Some(k) => Some(std::env::var(k).with_context(|| format!("environment variable `{k}` is not set"))?),
-            None => None,
-        };
-        let scorer: Arc<dyn LoglikScorer> = Arc::new(CompletionsLogLik::new(&endpoint, &model, key)?);
-        Ok((model, backend, scorer, self.concurrency))
+        let endpoint = Arc::new(medforge_llm::openai::OpenAiBackend::new(cfg)?);
+        Ok((model, endpoint.clone(), endpoint, self.concurrency))
     }
 }
 
@@ -446,7 +441,7 @@ impl EvalArgs {
         let out = self.out.clone().unwrap_or_else(|| {
             PathBuf::from("out/eval").join(format!("{}_{}_{}", safe_name(&model), bench.name(), self.mode))
         });
-        let files = write_run(&out, &run).map_err(|e| anyhow!(e))?;
+        let files = write_run(&out, &run)?;
         let a = run.summary.accuracy;
         println!(
             "{model} on {} ({}): accuracy {:.1}% (95% CI {:.1}–{:.1}%), {}/{} correct, {} unparseable, {} errors",
@@ -484,10 +479,10 @@ pub struct ReportArgs {
 
 impl ReportArgs {
     pub fn run(self) -> Result<()> {
-        let runs = self.runs.iter().map(|d| load_run(d).map_err(|e| anyhow!(e))).collect::<Result<Vec<_>>>()?;
+        let runs = self.runs.iter().map(|d| load_run(d)).collect::<std::result::Result<Vec<_>, _>>()?;
         let last = self.runs.last().expect("clap requires one");
         let out = self.out.clone().unwrap_or_else(|| last.parent().unwrap_or(Path::new(".")).join("report"));
-        let files = write_report(&out, &runs).map_err(|e| anyhow!(e))?;
+        let files = write_report(&out, &runs)?;
         for r in &runs {
             let a = r.summary.accuracy;
             println!(

@@ -1,10 +1,9 @@
-//! The curation config: the ingest config's `[run]`, `[[inputs]]` and `[output]`, plus `[[stages]]`.
+//! The curation config: the pipeline config's `[run]`, `[[inputs]]` and `[output]`, with curation's `[[stages]]`
+//! and `[llm]`.
 
 use std::path::{Path, PathBuf};
 
-use medforge_data::config::{
-    check_inputs, normalize, rebase_run, with_suggestion, InputConfig, OutputConfig, RunConfig,
-};
+use medforge_data::config::{normalize, PipelineConfig};
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
@@ -138,42 +137,40 @@ impl StageConfig {
     }
 }
 
-/// A whole curation config file.
+/// A curation config: a [`PipelineConfig`] whose `[[stages]]` are [`StageConfig`]s and whose `[llm]` is an
+/// [`LlmSection`]. Derefs to the pipeline config (`cfg.run`, `cfg.inputs`, `cfg.stages`, `cfg.llm`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CurateConfig {
-    #[serde(default)]
-    pub run: RunConfig,
-    #[serde(default)]
-    pub inputs: Vec<InputConfig>,
-    #[serde(default)]
-    pub output: OutputConfig,
-    #[serde(default)]
-    pub stages: Vec<StageConfig>,
-    /// LLM backends, cache and budget for the LLM stages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub llm: Option<LlmSection>,
+#[serde(transparent)]
+pub struct CurateConfig(pub PipelineConfig<StageConfig, LlmSection>);
+
+impl std::ops::Deref for CurateConfig {
+    type Target = PipelineConfig<StageConfig, LlmSection>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for CurateConfig {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl CurateConfig {
-    pub fn parse(text: &str) -> Result<CurateConfig, String> {
-        let cfg: CurateConfig = toml::from_str(text).map_err(|e| with_suggestion(&e.to_string()))?;
-        check_inputs(&cfg.inputs)?;
-        Ok(cfg)
+    pub fn parse(text: &str) -> medforge_data::Result<CurateConfig> {
+        PipelineConfig::parse(text).map(CurateConfig)
     }
 
-    /// Read a config file; relative paths resolve against its folder.
+    /// Read a config file; relative paths (inputs, run output, paths inside stages, the LLM cache) resolve against
+    /// its folder.
     pub fn load(path: &Path) -> StageResult<CurateConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| medforge_data::Error::io(path, e))?;
-        let mut cfg = Self::parse(&text)
-            .map_err(|m| StageError::Data(medforge_data::Error::Config(format!("{}: {m}", path.display()))))?;
+        let mut cfg = CurateConfig(PipelineConfig::load(path)?);
         let base = path.parent().unwrap_or(Path::new("."));
-        rebase_run(&mut cfg.run, &mut cfg.inputs, base);
         for s in &mut cfg.stages {
             s.rebase(base);
         }
-        if let Some(l) = &mut cfg.llm {
-            l.rebase(base);
+        if let Some(cache) = cfg.llm.as_mut().and_then(|l| l.cache.as_mut()) {
+            rebase_path(cache, base);
         }
         Ok(cfg)
     }

@@ -4,7 +4,6 @@
 //! with a stable reason code. The runner annotates every row, so `filtered.parquet` can say which stage
 //! dropped each row and why.
 
-pub mod answer;
 pub mod config;
 pub mod format;
 pub mod runner;

@@ -17,20 +17,19 @@
 //! on the same questions. Each specialty has its own ChaCha8 stream seeded from `(seed, specialty)`,
 //! so a specialty's split does not change when another specialty gains or loses rows.
 //!
-//! The recommendations are the eval report's `training_recommendations.json`; see [`Recommendations`].
+//! The recommendations are the eval report's `training_recommendations.json`; see
+//! [`medforge_data::recommendations::Recommendations`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
+use medforge_data::recommendations::{norm_specialty, Recommendations, Target};
 use medforge_data::write::{write_all, OutputFormat};
 use medforge_data::{Error, Record, Result};
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use medforge_text::rng::{derive_seed, StableRng};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::sample::{derive_seed, specialty_key};
+use crate::sample::specialty_key;
 use crate::taxonomy::write_json;
 
 /// File name of the plan inside a split folder.
@@ -165,7 +164,7 @@ fn by_specialty(records: &[Record]) -> BTreeMap<&str, Vec<usize>> {
 
 /// The seed's `sample_diverse_queries`: sort by question length (then id, so equal lengths have a
 /// fixed order), cut into `n` bins of `len / n` rows, draw one row per bin. Returned short to long.
-fn diverse_holdout(records: &[Record], rows: &[usize], n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+fn diverse_holdout(records: &[Record], rows: &[usize], n: usize, rng: &mut StableRng) -> Vec<usize> {
     if rows.len() <= n {
         return rows.to_vec();
     }
@@ -178,7 +177,7 @@ fn diverse_holdout(records: &[Record], rows: &[usize], n: usize, rng: &mut ChaCh
         ra.question.chars().count().cmp(&rb.question.chars().count()).then_with(|| ra.id.cmp(&rb.id))
     });
     let bin = rows.len() / n;
-    (0..n).map(|b| by_len[b * bin + rng.random_range(0..bin)]).collect()
+    (0..n).map(|b| by_len[b * bin + rng.below(bin)]).collect()
 }
 
 /// Split records into holdout, train, eval and pool (see the module docs).
@@ -202,11 +201,11 @@ pub fn plan_splits(records: &[Record], opts: &SplitOptions) -> Result<SplitPlan>
     };
     let id = |i: usize| records[i].id.clone();
     for (specialty, rows) in by_specialty(records) {
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(opts.seed, specialty));
+        let mut rng = StableRng::from_seed_u64(derive_seed(opts.seed, specialty));
         let holdout = diverse_holdout(records, &rows, opts.holdout_per_specialty, &mut rng);
         let held: HashSet<usize> = holdout.iter().copied().collect();
         let mut rest: Vec<usize> = rows.iter().copied().filter(|i| !held.contains(i)).collect();
-        rest.shuffle(&mut rng);
+        rng.shuffle(&mut rest);
 
         let frac = opts.specialty_fractions.get(specialty).copied().unwrap_or(opts.train_fraction);
         let mut drawn = ((rest.len() as f64 * frac + EPS).floor() as usize).min(rest.len());
@@ -245,178 +244,6 @@ impl SplitPlan {
 
     fn all_ids(&self) -> impl Iterator<Item = &String> {
         self.holdout.iter().chain(&self.train).chain(&self.eval).chain(&self.pool)
-    }
-}
-
-/// A recommended increase as the report writes it: a fraction (`0.5` = +50%) or text such as
-/// `"50-80%"`, `"30%"`, `"+0.4"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Increase {
-    Fraction(f64),
-    Text(String),
-}
-
-impl Increase {
-    /// The increase as a fraction. Numbers are fractions; text with `%` is a percentage; a range
-    /// (`"50-80%"`, `"30 to 50%"`) counts as its midpoint, the report's point estimate between a
-    /// cautious and an aggressive increase. `None` when unparseable.
-    pub fn fraction(&self) -> Option<f64> {
-        match self {
-            Increase::Fraction(f) => f.is_finite().then_some(*f),
-            Increase::Text(s) => parse_increase(s),
-        }
-    }
-}
-
-fn parse_increase(s: &str) -> Option<f64> {
-    let t = s.trim();
-    let pct = t.contains('%');
-    let t = t.replace('%', "");
-    let t = t.trim();
-    let num = |x: &str| x.trim().trim_start_matches('+').trim().parse::<f64>().ok().filter(|v| v.is_finite());
-    let v = num(t).or_else(|| {
-        // A range; skip the first character so a leading sign is not taken for the separator.
-        let body = t.get(1..)?;
-        let (a, b) = body
-            .split_once(" to ")
-            .or_else(|| body.split_once('-'))
-            .or_else(|| body.split_once('–'))
-            .map(|(a, b)| (format!("{}{a}", &t[..1]), b.to_string()))?;
-        Some((num(&a)? + num(&b)?) / 2.0)
-    })?;
-    Some(if pct { v / 100.0 } else { v })
-}
-
-/// One entry of `low_performing_specialties`.
-///
-/// The seed writes `{specialty, medical_entity_f1, sample_count, improvement}`; the other fields are
-/// medforge's extension for reports that state the size they want (`recommended_samples`, an absolute
-/// train size) or an increase per specialty (`recommended_increase`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LowPerformingSpecialty {
-    pub specialty: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub medical_entity_f1: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accuracy: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sample_count: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub improvement: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_samples: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recommended_samples: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recommended_increase: Option<Increase>,
-}
-
-/// One value of the seed's `recommended_actions` map.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecommendedAction {
-    #[serde(default = "yes")]
-    pub increase_training_data: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub focus_on_entity_extraction: Option<bool>,
-    /// `"50-80%"` (F1 below 0.3) or `"30-50%"` in the seed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recommended_data_increase: Option<Increase>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The eval report's `training_recommendations.json`, in the seed's format:
-///
-/// ```json
-/// {
-///   "low_performing_specialties": [
-///     {"specialty": "neurology", "medical_entity_f1": 0.21, "sample_count": 10, "improvement": 0.02}
-///   ],
-///   "recommended_actions": {
-///     "neurology": {"increase_training_data": true, "focus_on_entity_extraction": true,
-///                   "recommended_data_increase": "50-80%"}
-///   },
-///   "overall_performance": {"total_samples_evaluated": 120, "overall_improvement_rouge_l": 0.03}
-/// }
-/// ```
-///
-/// The seed's evaluation script lists up to ten low performers (F1 below 0.5) and gives actions for
-/// the worst five; only entries that carry an amount change the split. Unknown keys are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Recommendations {
-    #[serde(default)]
-    pub low_performing_specialties: Vec<LowPerformingSpecialty>,
-    #[serde(default)]
-    pub recommended_actions: BTreeMap<String, RecommendedAction>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overall_performance: Option<Value>,
-}
-
-/// What a recommendation asks of one specialty's train split.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    /// This many train rows.
-    Samples(usize),
-    /// Grow the rows drawn for training (train + eval) by this fraction.
-    Increase(f64),
-}
-
-/// Match specialty names across the report and the records: case, `_`, `-` and spacing ignored
-/// ("internal_medicine" = "Internal Medicine").
-fn norm_specialty(s: &str) -> String {
-    s.replace(['_', '-'], " ").split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
-}
-
-impl Recommendations {
-    pub fn load(path: &Path) -> Result<Recommendations> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Config(format!("{}: not a training_recommendations.json: {e}", path.display())))
-    }
-
-    /// One target per recommended specialty, keyed by the specialty as written. Precedence: an
-    /// explicit `recommended_samples`, then `recommended_actions[..].recommended_data_increase` (when
-    /// `increase_training_data` is true), then `recommended_increase`. Entries with none of these, or
-    /// whose amount does not parse, ask for nothing.
-    pub fn targets(&self) -> BTreeMap<String, (Target, String)> {
-        let mut out = BTreeMap::new();
-        for lp in &self.low_performing_specialties {
-            if let Some(n) = lp.recommended_samples {
-                out.insert(lp.specialty.clone(), (Target::Samples(n), format!("recommended_samples = {n}")));
-            }
-        }
-        for (s, a) in &self.recommended_actions {
-            if out.keys().any(|k| norm_specialty(k) == norm_specialty(s)) || !a.increase_training_data {
-                continue;
-            }
-            if let Some(f) = a.recommended_data_increase.as_ref().and_then(Increase::fraction) {
-                let raw = describe(a.recommended_data_increase.as_ref().expect("parsed"));
-                out.insert(
-                    s.clone(),
-                    (Target::Increase(f), format!("recommended_actions.recommended_data_increase = {raw}")),
-                );
-            }
-        }
-        for lp in &self.low_performing_specialties {
-            if out.keys().any(|k| norm_specialty(k) == norm_specialty(&lp.specialty)) {
-                continue;
-            }
-            if let Some(f) = lp.recommended_increase.as_ref().and_then(Increase::fraction) {
-                let raw = describe(lp.recommended_increase.as_ref().expect("parsed"));
-                out.insert(lp.specialty.clone(), (Target::Increase(f), format!("recommended_increase = {raw}")));
-            }
-        }
-        out
-    }
-}
-
-fn describe(i: &Increase) -> String {
-    match i {
-        Increase::Fraction(f) => f.to_string(),
-        Increase::Text(s) => format!("{s:?}"),
     }
 }
 
@@ -697,19 +524,6 @@ mod tests {
         let mut dup = recs.clone();
         dup.push(recs[0].clone());
         assert!(plan_splits(&dup, &opts()).unwrap_err().to_string().contains("duplicate record id"));
-    }
-
-    #[test]
-    fn increases_parse_like_the_report_writes_them() {
-        let t = |s: &str| Increase::Text(s.into()).fraction();
-        assert_eq!(t("50-80%"), Some(0.65));
-        assert_eq!(t("30 - 50 %"), Some(0.4));
-        assert_eq!(t("30%"), Some(0.3));
-        assert_eq!(t("+0.25"), Some(0.25));
-        assert_eq!(t("30 to 50%"), Some(0.4));
-        assert_eq!(t("-20%"), Some(-0.2));
-        assert_eq!(t("lots"), None);
-        assert_eq!(Increase::Fraction(0.5).fraction(), Some(0.5));
     }
 
     #[test]

@@ -16,13 +16,10 @@ use std::path::{Path, PathBuf};
 
 use medforge_data::write::{write_all, write_atomic, OutputFormat};
 use medforge_data::{Error, Record, Result};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::sample::derive_seed;
+use medforge_text::rng::{derive_seed, StableRng};
 
 /// The label given to rows with no valid label, so that "unlabelled" is explicit in every output
 /// rather than an empty list that a later stage might mistake for "not yet labelled".
@@ -711,7 +708,7 @@ pub fn organize_divisions(
         }
         let n_val = ((rows.len() as f64 * opts.validation_fraction).round() as usize).min(rows.len() - 1);
         let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(opts.seed, &id)));
+        StableRng::from_seed_u64(derive_seed(opts.seed, &id)).shuffle(&mut order);
         let mut is_val = vec![false; rows.len()];
         for &k in &order[..n_val] {
             is_val[k] = true;

@@ -1,9 +1,11 @@
-//! Verify a formatted training set: what [`crate::format::write_formatted`] wrote, read back from `train.jsonl` and
-//! checked against the `format.json` spec beside it.
+//! Verify a formatted training set: what [`medforge_data::formatted::write_set`] wrote, read back from each split's
+//! JSONL (`train.jsonl`, and `eval`, `holdout`, `pool` where present) and checked against the `format.json` spec
+//! beside it.
 //!
 //! Checks, each with a stable code ([`code`]):
 //!
 //! * every line parses as a row, and its conversation ends with an assistant turn;
+//! * no record id appears in two splits (a holdout row in train would leak);
 //! * reasoning markers pair up in order in every completion (`chosen`/`rejected` too), and types 2 and 4 have a pair;
 //! * types 1 and 3 carry no reasoning markers;
 //! * types 3 and 4: the answer (after the reasoning) is a letter among the prompt's `A) …` lines; a type 4 row
@@ -19,11 +21,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::format::{option_letters, render_training, FormatSpec, FormattedRow, Markers, TrainingType, JSONL, SPEC};
+use medforge_data::formatted::{FormatSpec, FormattedRow, Markers, TrainingType, DEFAULT_SPLIT, SPEC_FILE, SPLITS};
+
+use crate::format::{option_letters, render_training};
 
 /// Stable error codes.
 pub mod code {
     pub const MISSING_FILE: &str = "verify.missing_file";
+    pub const SPLIT_OVERLAP: &str = "verify.split_overlap";
     pub const BAD_SPEC: &str = "verify.bad_spec";
     pub const BAD_ROW: &str = "verify.bad_row";
     pub const BAD_MESSAGES: &str = "verify.bad_messages";
@@ -65,6 +70,8 @@ pub struct VerifyReport {
     pub rows: u64,
     /// Rows per training type name.
     pub types: BTreeMap<String, u64>,
+    /// Rows per split file read.
+    pub splits: BTreeMap<String, u64>,
     /// Errors per code.
     pub errors: BTreeMap<String, ErrorEntry>,
 }
@@ -110,36 +117,56 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-/// Verify the formatted set in `dir` (`train.jsonl` against `format.json`). Problems reading the folder are reported
-/// as errors too (`verify.missing_file`, `verify.bad_spec`), so this never fails.
+/// Verify the formatted set in `dir` (every split's JSONL against `format.json`). Problems reading the folder are
+/// reported as errors too (`verify.missing_file`, `verify.bad_spec`), so this never fails.
 pub fn verify(dir: &Path) -> VerifyReport {
     let mut report = VerifyReport::default();
-    let spec_path = dir.join(SPEC);
+    let spec_path = dir.join(SPEC_FILE);
     let spec: FormatSpec = match std::fs::read_to_string(&spec_path) {
         Err(e) => {
-            report.add(code::MISSING_FILE, SPEC, format!("{}: {e}", spec_path.display()));
+            report.add(code::MISSING_FILE, SPEC_FILE, format!("{}: {e}", spec_path.display()));
             return report;
         }
         Ok(text) => match serde_json::from_str(&text) {
             Ok(s) => s,
             Err(e) => {
-                report.add(code::BAD_SPEC, SPEC, e.to_string());
+                report.add(code::BAD_SPEC, SPEC_FILE, e.to_string());
                 return report;
             }
         },
     };
-    let jsonl = dir.join(JSONL);
-    let text = match std::fs::read_to_string(&jsonl) {
-        Ok(t) => t,
-        Err(e) => {
-            report.add(code::MISSING_FILE, JSONL, format!("{}: {e}", jsonl.display()));
-            return report;
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    let mut rows = Vec::new();
+    for (split, file, _) in SPLITS {
+        let path = dir.join(file);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(_) if split != DEFAULT_SPLIT && !path.exists() => continue,
+            Err(e) => {
+                report.add(code::MISSING_FILE, file, format!("{}: {e}", path.display()));
+                return report;
+            }
+        };
+        let mut n = 0;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            n += 1;
+            let row = serde_json::from_str::<FormattedRow>(line)
+                .map_err(|e| (format!("{file} line {}", i + 1), format!("{e}: {line}")));
+            if let Ok(r) = &row {
+                match seen.get(&r.id) {
+                    Some(other) if *other != split => {
+                        report.add(code::SPLIT_OVERLAP, &r.id, format!("in {other} and {split}"));
+                    }
+                    _ => {
+                        seen.insert(r.id.clone(), split);
+                    }
+                }
+            }
+            rows.push(row);
         }
-    };
-    let rows = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, line)| {
-        serde_json::from_str::<FormattedRow>(line).map_err(|e| (format!("line {}", i + 1), format!("{e}: {line}")))
-    });
-    check_rows(rows, &spec, report)
+        report.splits.insert(split.to_string(), n);
+    }
+    check_rows(rows.into_iter(), &spec, report)
 }
 
 /// Verify rows in memory against a spec.
@@ -155,7 +182,7 @@ fn check_rows(
     let template = match spec.chat_template().compile() {
         Ok(t) => Some(t),
         Err(e) => {
-            report.add(code::TEMPLATE_ERROR, SPEC, e.to_string());
+            report.add(code::TEMPLATE_ERROR, SPEC_FILE, e.to_string());
             None
         }
     };

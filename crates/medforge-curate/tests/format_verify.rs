@@ -1,13 +1,20 @@
-//! Training formats end to end: records → rows through every built-in template → `train.jsonl` + `hf/` +
-//! `format.json` → verify; and every corruption the verifier must catch.
+//! Training formats end to end: records → rows through every built-in template → `train.jsonl` +
+//! `train_dataset/` + `format.json` → verify; and every corruption the verifier must catch.
 
-use medforge_curate::format::{
-    format_record, render_training, write_formatted, FormatConfig, FormatSpec, FormattedRow, Formatter, Markers,
-    Rendered, TrainingType,
-};
+use medforge_curate::format::{format_record, render_training, FormatConfig, Formatter, Rendered};
 use medforge_curate::verify::{code, verify, verify_rows, VerifyReport};
+use medforge_data::formatted::{write_set, FormatSpec, FormattedRow, Markers, TrainingType, WriteSummary};
 use medforge_data::{McqOption, Record, RecordKind};
 use medforge_text::chat::{ChatTemplate, Message};
+
+/// Write `rows` as the train split of a formatted folder.
+fn write_formatted(
+    dir: &std::path::Path,
+    rows: &[FormattedRow],
+    spec: &FormatSpec,
+) -> medforge_data::Result<WriteSummary> {
+    write_set(dir, &std::collections::BTreeMap::from([("train".to_string(), rows.to_vec())]), spec)
+}
 
 fn options(r: &mut Record, texts: &[&str]) {
     r.options = texts
@@ -156,7 +163,7 @@ fn every_builtin_template_formats_and_verifies_clean() {
             assert_eq!(r.text, format!("{}{}", r.prompt, r.completion));
         }
         let summary = write_formatted(dir.path(), &rows, f.spec()).unwrap();
-        assert_eq!(summary.rows, rows.len() as u64);
+        assert_eq!(summary.rows["train"], rows.len() as u64);
         let report = verify(dir.path());
         assert!(report.is_ok(), "{name}: {report}");
         assert_eq!(report.rows, 7);
@@ -267,8 +274,8 @@ fn hf_folder_layout_and_arrow_stream() {
     let mut names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
-    assert_eq!(names, vec!["format.json", "hf", "train.jsonl"]);
-    let hf = dir.path().join("hf");
+    assert_eq!(names, vec!["format.json", "train.jsonl", "train_dataset"]);
+    let hf = dir.path().join("train_dataset");
     let mut names: Vec<String> =
         std::fs::read_dir(&hf).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
@@ -481,7 +488,7 @@ fn verify_dir_reports_bad_lines_missing_files_and_caps_examples() {
     let ex = &report.errors[code::LETTER_NOT_IN_OPTIONS].examples;
     assert_eq!(ex.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["bad-0", "bad-1", "bad-2"]);
     assert_eq!(report.count(code::BAD_ROW), 1);
-    assert_eq!(report.errors[code::BAD_ROW].examples[0].id, "line 13");
+    assert_eq!(report.errors[code::BAD_ROW].examples[0].id, "train.jsonl line 13");
     assert_eq!(report.errors.len(), 2, "{report}");
     let shown = report.to_string();
     assert!(shown.contains("verify.letter_not_in_options: 5"), "{shown}");

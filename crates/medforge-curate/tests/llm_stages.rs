@@ -158,6 +158,7 @@ fn config_errors_say_what_to_add() {
     assert_eq!(s.request_count(), 0);
 
     let e = CurateConfig::parse(&format!("{input}[[stages]]\nstage = \"rewrite\"\nfield = \"answer\"\nretries = 2\n"))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("retries"), "{e}");
 }

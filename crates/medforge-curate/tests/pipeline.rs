@@ -145,7 +145,7 @@ fn full_pipeline_on_fixtures() {
         "splits/holdout.jsonl",
         "splits/dataset_stats.json",
         "formatted/train.jsonl",
-        "formatted/hf/state.json",
+        "formatted/train_dataset/state.json",
     ] {
         assert!(dir.join(f).exists(), "{f}");
     }
@@ -160,6 +160,44 @@ fn full_pipeline_on_fixtures() {
         assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(again.join(f)).unwrap(), "{f}");
     }
     assert_ne!(std::fs::read(dir.join("curated.jsonl")).unwrap(), std::fs::read(other.join("curated.jsonl")).unwrap());
+}
+
+/// The demo config runs `split` then `format`: `formatted/train*` must hold train rows only, and each other split's
+/// rows go to that split's own files.
+#[test]
+fn formatting_follows_the_splits_on_the_demo_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = CurateConfig::load(&root.join("examples/curate_demo.toml")).unwrap();
+    cfg.run.output = tmp.path().to_path_buf();
+    let dir = run(&cfg, &root.join("examples/curate_demo.toml"), None, &|_, _, _| {}).unwrap().dir;
+    let split_of: std::collections::HashMap<String, String> = read(&dir.join("curated.parquet"))
+        .into_iter()
+        .map(|r| (r.id.clone(), r.metadata["split"].as_str().unwrap().to_string()))
+        .collect();
+    let mut seen = std::collections::BTreeMap::new();
+    for split in ["train", "eval", "holdout", "pool"] {
+        let rows = medforge_data::formatted::read_jsonl(&dir.join(format!("formatted/{split}.jsonl"))).unwrap();
+        for r in &rows {
+            assert_eq!(
+                split_of[&r.id], split,
+                "row {} of split {} is in formatted/{split}.jsonl",
+                r.id, split_of[&r.id]
+            );
+        }
+        seen.insert(split, rows.len());
+    }
+    assert!(seen["train"] > 0 && seen["holdout"] > 0 && seen["pool"] > 0, "{seen:?}");
+    // The HF folders hold the same rows as the JSONL files.
+    for (split, folder) in [("train", "train_dataset"), ("holdout", "holdout_dataset")] {
+        let file = std::fs::File::open(dir.join(format!("formatted/{folder}/data-00000-of-00001.arrow"))).unwrap();
+        let n: usize =
+            arrow_ipc::reader::StreamReader::try_new(file, None).unwrap().map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(n, seen[split], "{folder}");
+    }
+    let v = medforge_curate::verify::verify(&dir.join("formatted"));
+    assert!(v.is_ok(), "{v}");
+    assert_eq!(v.splits.values().sum::<u64>(), v.rows);
 }
 
 #[test]
@@ -177,10 +215,10 @@ fn one_stage_alone() {
 #[test]
 fn config_errors_name_the_stage_key() {
     let bad = config(Path::new("/tmp/x"), 1).replace("target = 24", "taget = 24");
-    let err = CurateConfig::parse(&bad).unwrap_err();
+    let err = CurateConfig::parse(&bad).unwrap_err().to_string();
     assert!(err.contains("taget"), "{err}");
     let bad = config(Path::new("/tmp/x"), 1).replace("stage = \"sample\"", "stage = \"sampel\"");
-    let err = CurateConfig::parse(&bad).unwrap_err();
+    let err = CurateConfig::parse(&bad).unwrap_err().to_string();
     assert!(err.contains("sampel") && err.contains("did you mean `sample`?"), "{err}");
 }
 
@@ -203,7 +241,7 @@ fn split_update_keeps_holdout_and_eval_identical() {
     .unwrap();
     let records: Vec<Record> =
         medforge_curate::split::SPLIT_FILES.iter().flat_map(|(_, f, _)| read(&splits.join(f))).collect();
-    let r = medforge_curate::split::Recommendations::load(&recs).unwrap();
+    let r = medforge_data::recommendations::Recommendations::load(&recs).unwrap();
     let new_plan = medforge_curate::split::update(&plan, &records, &r).unwrap();
     medforge_curate::split::write_splits(&splits, &new_plan, &records).unwrap();
     assert_eq!(std::fs::read(splits.join("holdout.jsonl")).unwrap(), before[0]);

@@ -150,43 +150,73 @@ impl Default for OutputConfig {
     }
 }
 
-/// A whole pipeline config file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A whole pipeline config file: `[run]`, `[[inputs]]`, `[output]`, and for jobs that take them, `[[stages]]` (`S`)
+/// and `[llm]` (`L`). `medforge-curate` fills in its stage and LLM types; a plain ingest config takes neither.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PipelineConfig {
+pub struct PipelineConfig<S = Unsupported, L = Unsupported> {
     #[serde(default)]
     pub run: RunConfig,
     #[serde(default)]
     pub inputs: Vec<InputConfig>,
     #[serde(default)]
     pub output: OutputConfig,
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<S>,
+    /// LLM backends, cache and budget for the LLM stages.
+    #[serde(default = "Option::default", skip_serializing_if = "Option::is_none")]
+    pub llm: Option<L>,
 }
 
-impl PipelineConfig {
-    /// Read and check a config file. Relative input paths resolve against the config's folder.
-    pub fn load(path: &Path) -> Result<PipelineConfig> {
+impl<S, L> Default for PipelineConfig<S, L> {
+    fn default() -> Self {
+        PipelineConfig {
+            run: RunConfig::default(),
+            inputs: Vec::new(),
+            output: OutputConfig::default(),
+            stages: Vec::new(),
+            llm: None,
+        }
+    }
+}
+
+/// A section a job does not take: `[[stages]]` or `[llm]` in a plain ingest config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Unsupported {}
+
+impl<'de> Deserialize<'de> for Unsupported {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> std::result::Result<Self, D::Error> {
+        Err(serde::de::Error::custom("this job takes no [[stages]] or [llm]: run the config with `medforge curate`"))
+    }
+}
+
+impl<S: serde::de::DeserializeOwned, L: serde::de::DeserializeOwned> PipelineConfig<S, L> {
+    /// Read and check a config file. Relative input paths and the run output resolve against the config's folder
+    /// (the caller rebases paths inside `stages` and `llm`).
+    pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg = Self::parse(&text).map_err(|m| Error::Config(format!("{}: {m}", path.display())))?;
+        let mut cfg = Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         rebase_run(&mut cfg.run, &mut cfg.inputs, path.parent().unwrap_or(Path::new(".")));
         Ok(cfg)
     }
 
-    pub fn parse(text: &str) -> std::result::Result<PipelineConfig, String> {
-        let cfg: PipelineConfig = toml::from_str(text).map_err(|e| with_suggestion(&e.to_string()))?;
+    /// Parse and check a config's text: unknown keys and bad values name the line and suggest a fix.
+    pub fn parse(text: &str) -> Result<Self> {
+        let cfg: Self = toml::from_str(text).map_err(|e| Error::Config(with_suggestion(&e.to_string())))?;
         check_inputs(&cfg.inputs)?;
         Ok(cfg)
     }
 }
 
 /// Every config needs inputs, and each must resolve (known preset, valid mapping).
-pub fn check_inputs(inputs: &[InputConfig]) -> std::result::Result<(), String> {
+pub fn check_inputs(inputs: &[InputConfig]) -> Result<()> {
     if inputs.is_empty() {
-        return Err(
+        return Err(Error::Config(
             "no [[inputs]]: add at least one, e.g.\n\n[[inputs]]\npath = \"data/dev.jsonl\"\npreset = \"medqa\"".into(),
-        );
+        ));
     }
     for (i, input) in inputs.iter().enumerate() {
-        input.resolve().map_err(|e| format!("inputs[{i}]: {e}"))?;
+        input.resolve().map_err(|e| Error::Config(format!("inputs[{i}]: {e}")))?;
     }
     Ok(())
 }

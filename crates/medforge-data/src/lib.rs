@@ -16,6 +16,7 @@
 pub mod columnar;
 pub mod config;
 pub mod error;
+pub mod formatted;
 pub mod ingest;
 pub mod inspect;
 pub mod manifest;
@@ -23,8 +24,8 @@ pub mod mapping;
 pub mod pipeline;
 pub mod preset;
 pub mod read;
+pub mod recommendations;
 pub mod record;
-pub mod secret;
 pub mod write;
 
 pub use error::{Error, Location, Result, RowError};

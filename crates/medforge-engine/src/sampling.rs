@@ -1,7 +1,6 @@
 //! Next-token choice: greedy, or temperature with top-k and top-p, from a seeded generator.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use medforge_text::rng::StableRng;
 
 /// How to pick tokens. `temperature <= 0` is greedy (argmax; ties go to the lowest id).
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +20,8 @@ impl Default for SamplingParams {
 
 pub struct Sampler {
     params: SamplingParams,
-    rng: StdRng,
+    /// Portable: a seed gives the same tokens whatever the dependency versions.
+    rng: StableRng,
 }
 
 pub fn argmax(logits: &[f32]) -> u32 {
@@ -36,7 +36,7 @@ pub fn argmax(logits: &[f32]) -> u32 {
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
-        let rng = StdRng::seed_from_u64(params.seed);
+        let rng = StableRng::from_seed_u64(params.seed);
         Sampler { params, rng }
     }
 
@@ -71,7 +71,7 @@ impl Sampler {
             let total: f64 = probs.iter().sum();
             probs.iter_mut().for_each(|x| *x /= total);
         }
-        let r: f64 = self.rng.random();
+        let r: f64 = self.rng.unit_f64();
         let mut acc = 0.0;
         for (i, pr) in probs.iter().enumerate() {
             acc += pr;

@@ -9,6 +9,8 @@ use std::sync::{Once, OnceLock};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::error::ChartError;
+
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
@@ -73,10 +75,10 @@ fn prepare<'a>(labels: impl IntoIterator<Item = &'a str>) {
     }
 }
 
-type R = Result<(), String>;
+type R = Result<(), ChartError>;
 
-fn err<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
+fn err<E: std::error::Error + Send + Sync + 'static>(e: E) -> ChartError {
+    ChartError(Box::new(e))
 }
 
 /// One bar with its 95% CI (fractions 0..1).

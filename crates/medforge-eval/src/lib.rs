@@ -1,12 +1,14 @@
-//! medforge evaluation: reference-exact text metrics, MCQ answer extraction and accuracy with
-//! bootstrap confidence intervals, the seed's composite scores, BERTScore on a local candle
-//! encoder, and reports (CSV, JSON, PNG, HTML).
+//! medforge evaluation: reference-exact text metrics, MCQ accuracy with bootstrap confidence intervals (answers read
+//! by [`medforge_text::answer`]), the MedGemma Korean pipeline's composite scores, BERTScore on a local candle encoder,
+//! and reports (CSV, JSON, PNG, HTML).
 pub mod bertscore;
 pub mod charts;
-pub mod extract;
+pub mod error;
 pub mod metrics;
 pub mod perplexity;
 pub mod report;
 pub mod runner;
 pub mod scores;
 pub mod stats;
+
+pub use error::{EvalError, Result};

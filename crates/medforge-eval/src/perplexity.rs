@@ -1,55 +1,24 @@
 //! Perplexity of training rows per training type: the completion's log-likelihood given its prompt (the tokens a
 //! fine-tune is trained on), pooled per type as `exp(total NLL / total tokens)`, against optional per-type targets.
-//! Rows come from a formatted training set (`formatted/train.jsonl` of the `format` stage: `training_type`,
-//! `prompt`, `completion`).
+//! Rows come from a formatted set (`formatted/<split>.jsonl` of the `format` stage, read as
+//! [`medforge_data::formatted::FormattedRow`]).
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 
-use medforge_llm::LoglikScorer;
+use medforge_data::formatted::{read_jsonl, FormattedRow};
+use medforge_llm::{map_bounded, LoglikScorer};
 use serde::Serialize;
 
 use crate::runner::{EvalError, Result};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct PplRow {
-    pub id: String,
-    pub group: String,
-    pub prompt: String,
-    pub completion: String,
-}
-
-/// Read formatted rows (JSONL). A missing `prompt`/`completion` is an error naming the line.
-pub fn load_rows(path: &Path, limit: Option<usize>) -> Result<Vec<PplRow>> {
-    let f = std::fs::File::open(path).map_err(|e| EvalError::Config(format!("{}: {e}", path.display())))?;
-    let mut rows = Vec::new();
-    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| EvalError::Config(format!("{}:{}: {e}", path.display(), n + 1)))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| EvalError::Config(format!("{}:{}: not JSON: {e}", path.display(), n + 1)))?;
-        let field = |k: &str| -> Result<String> {
-            v[k].as_str().map(str::to_string).ok_or_else(|| {
-                EvalError::Config(format!(
-                    "{}:{}: no string field `{k}` (expected a formatted training set: training_type, prompt, completion)",
-                    path.display(),
-                    n + 1
-                ))
-            })
-        };
-        rows.push(PplRow {
-            id: v["id"].as_str().map(str::to_string).unwrap_or_else(|| format!("line{}", n + 1)),
-            group: v["training_type"].as_str().unwrap_or("all").to_string(),
-            prompt: field("prompt")?,
-            completion: field("completion")?,
-        });
-        if limit.is_some_and(|l| rows.len() >= l) {
-            break;
-        }
+/// Read a formatted set's rows ([`medforge_data::formatted::read_jsonl`]: a line that is not a formatted row is an
+/// error naming the file and line); `limit` keeps the first N.
+pub fn load_rows(path: &Path, limit: Option<usize>) -> Result<Vec<FormattedRow>> {
+    let mut rows = read_jsonl(path)?;
+    if let Some(n) = limit {
+        rows.truncate(n);
     }
     Ok(rows)
 }
@@ -99,52 +68,51 @@ fn pooled(scores: &[&RowScore], target: Option<f64>) -> GroupPpl {
     }
 }
 
-/// Score every row (in order, `concurrency` at a time) and pool per group.
+/// Score every row (in order, `concurrency` at a time) and pool per training type.
 pub async fn run(
     scorer: Arc<dyn LoglikScorer>,
     model: &str,
-    rows: &[PplRow],
+    rows: &[FormattedRow],
     targets: &BTreeMap<String, f64>,
     concurrency: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> PplReport {
-    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let mut set = tokio::task::JoinSet::new();
-    for (i, r) in rows.iter().enumerate() {
-        let (scorer, sem) = (scorer.clone(), sem.clone());
-        let (ctx, cont) = (r.prompt.clone(), r.completion.clone());
-        set.spawn(async move {
-            let _p = sem.acquire_owned().await;
-            (i, scorer.loglikelihood(&ctx, &cont).await)
-        });
-    }
-    let mut out: Vec<Option<RowScore>> = vec![None; rows.len()];
-    let mut done = 0;
-    while let Some(res) = set.join_next().await {
-        done += 1;
-        progress(done, rows.len() as u64);
-        let Ok((i, r)) = res else { continue };
-        let row = &rows[i];
-        out[i] = Some(match r {
-            Ok(l) => RowScore {
-                id: row.id.clone(),
-                group: row.group.clone(),
-                tokens: l.tokens,
-                nll: -l.logprob,
-                perplexity: if l.tokens > 0 { (-l.logprob / l.tokens as f64).exp() } else { f64::NAN },
-                error: None,
-            },
-            Err(e) => RowScore {
-                id: row.id.clone(),
-                group: row.group.clone(),
-                tokens: 0,
-                nll: 0.0,
-                perplexity: f64::NAN,
-                error: Some(e.to_string()),
-            },
-        });
-    }
-    let scores: Vec<RowScore> = out.into_iter().map(|s| s.expect("every row reports")).collect();
+    let pairs: Vec<(String, String)> = rows.iter().map(|r| (r.prompt.clone(), r.completion.clone())).collect();
+    let results = map_bounded(
+        pairs,
+        concurrency,
+        |(ctx, cont)| {
+            let scorer = scorer.clone();
+            async move { scorer.loglikelihood(&ctx, &cont).await }
+        },
+        progress,
+    )
+    .await;
+    let scores: Vec<RowScore> = rows
+        .iter()
+        .zip(results)
+        .map(|(row, r)| {
+            let group = row.training_type.as_str().to_string();
+            match r {
+                Ok(l) => RowScore {
+                    id: row.id.clone(),
+                    group,
+                    tokens: l.tokens,
+                    nll: -l.logprob,
+                    perplexity: if l.tokens > 0 { (-l.logprob / l.tokens as f64).exp() } else { f64::NAN },
+                    error: None,
+                },
+                Err(e) => RowScore {
+                    id: row.id.clone(),
+                    group,
+                    tokens: 0,
+                    nll: 0.0,
+                    perplexity: f64::NAN,
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+        .collect();
     let ok: Vec<&RowScore> = scores.iter().filter(|s| s.error.is_none()).collect();
     let mut groups = BTreeMap::new();
     let names: std::collections::BTreeSet<&str> = ok.iter().map(|s| s.group.as_str()).collect();
@@ -202,11 +170,15 @@ mod tests {
 
     #[tokio::test]
     async fn pools_per_type_and_checks_targets() {
-        let row = |id: &str, g: &str, c: &str| PplRow {
+        let row = |id: &str, g: &str, c: &str| FormattedRow {
             id: id.into(),
-            group: g.into(),
+            training_type: medforge_data::formatted::TrainingType::parse(g).unwrap(),
+            messages: vec![],
             prompt: "p".into(),
             completion: c.into(),
+            text: format!("p{c}"),
+            chosen: None,
+            rejected: None,
         };
         let rows =
             vec![row("a", "text", "abcd"), row("b", "text", "ab"), row("c", "letter", "B"), row("d", "letter", "")];
@@ -225,13 +197,15 @@ mod tests {
     }
 
     #[test]
-    fn rows_without_prompt_are_errors_naming_the_line() {
+    fn rows_that_are_not_formatted_rows_are_errors_naming_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.jsonl");
-        std::fs::write(&p, "{\"training_type\":\"text\",\"prompt\":\"a\",\"completion\":\"b\"}\n{\"text\":\"x\"}\n")
-            .unwrap();
+        let good = r#"{"id":"a","training_type":"text","messages":[],"prompt":"a","completion":"b","text":"ab","chosen":null,"rejected":null}"#;
+        std::fs::write(&p, format!("{good}\n{good}\n{{\"text\":\"x\"}}\n")).unwrap();
         let err = load_rows(&p, None).unwrap_err().to_string();
-        assert!(err.contains("t.jsonl:2") && err.contains("prompt"), "{err}");
+        assert!(err.contains("t.jsonl:3") && err.contains("not a formatted row"), "{err}");
+        std::fs::write(&p, format!("{good}\n{good}\n")).unwrap();
         assert_eq!(load_rows(&p, Some(1)).unwrap().len(), 1);
+        assert_eq!(load_rows(&p, None).unwrap().len(), 2);
     }
 }

@@ -5,17 +5,21 @@
 //!   the base model (the first run given to `medforge report`) the paired delta with its CI;
 //! - `failed_questions.json`: items that failed, with how many of the evaluations they failed, the
 //!   last prediction and the expected answer;
-//! - `training_recommendations.json`: low-performing specialties in the seed's format (consumed by
+//! - `training_recommendations.json`: low-performing specialties in the Meerkat pipeline's format (consumed by
 //!   `medforge split update`);
 //! - PNG charts and `report.html` (one self-contained page, charts inlined);
 //! - `summary.json` and `results.jsonl`, which `medforge report` reads back.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use medforge_data::recommendations::{
+    Increase, LowPerformingSpecialty, OverallPerformance, Recommendations, RecommendedAction,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::charts::{self, Bar};
+use crate::error::{EvalError, Result};
 use crate::runner::{by_subject, ItemResult};
 use crate::stats::{accuracy_ci, paired_delta_ci, Accuracy, BOOTSTRAP_SAMPLES};
 
@@ -104,19 +108,24 @@ pub fn safe_name(s: &str) -> String {
     }
 }
 
-type Res<T> = std::result::Result<T, String>;
-
-fn write_file(path: &Path, bytes: &[u8]) -> Res<()> {
-    medforge_data::write::write_atomic(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    Ok(medforge_data::write::write_atomic(path, bytes)?)
 }
 
-fn csv_bytes(header: &[&str], rows: &[Vec<String>]) -> Res<Vec<u8>> {
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    write_file(path, &serde_json::to_vec_pretty(value).map_err(|e| EvalError::json(path, e))?)
+}
+
+/// A CSV file (RFC 4180 quoting by the csv crate), written atomically.
+fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
+    let csv_err = |source| EvalError::Csv { path: path.to_path_buf(), source };
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(header).map_err(|e| e.to_string())?;
+    w.write_record(header).map_err(csv_err)?;
     for r in rows {
-        w.write_record(r).map_err(|e| e.to_string())?;
+        w.write_record(r).map_err(csv_err)?;
     }
-    w.into_inner().map_err(|e| e.to_string())
+    let bytes = w.into_inner().map_err(|e| csv_err(e.into_error().into()))?;
+    write_file(path, &bytes)
 }
 
 fn f(x: f64) -> String {
@@ -125,8 +134,8 @@ fn f(x: f64) -> String {
 
 /// Write one run's own files (`{model}_results.csv`, `summary.json`, `results.jsonl`) and the report
 /// files for it alone. Returns the files written.
-pub fn write_run(dir: &Path, run: &EvalRun) -> Res<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn write_run(dir: &Path, run: &EvalRun) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
     let mut out = Vec::new();
     let p = dir.join(format!("{}_results.csv", safe_name(&run.summary.model)));
     let rows: Vec<Vec<String>> = run
@@ -146,31 +155,29 @@ pub fn write_run(dir: &Path, run: &EvalRun) -> Res<Vec<PathBuf>> {
             ]
         })
         .collect();
-    write_file(
+    write_csv(
         &p,
-        &csv_bytes(
-            &[
-                "id",
-                "subject",
-                "expected",
-                "extracted",
-                "correct",
-                "outcome",
-                "rule_or_reason",
-                "option_logprobs",
-                "prediction",
-            ],
-            &rows,
-        )?,
+        &[
+            "id",
+            "subject",
+            "expected",
+            "extracted",
+            "correct",
+            "outcome",
+            "rule_or_reason",
+            "option_logprobs",
+            "prediction",
+        ],
+        &rows,
     )?;
     out.push(p);
     let p = dir.join("summary.json");
-    write_file(&p, &serde_json::to_vec_pretty(&run.summary).map_err(|e| e.to_string())?)?;
+    write_json(&p, &run.summary)?;
     out.push(p);
     let p = dir.join("results.jsonl");
     let mut buf = Vec::new();
     for r in &run.items {
-        serde_json::to_writer(&mut buf, r).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut buf, r).map_err(|e| EvalError::json(&p, e))?;
         buf.push(b'\n');
     }
     write_file(&p, &buf)?;
@@ -180,17 +187,18 @@ pub fn write_run(dir: &Path, run: &EvalRun) -> Res<Vec<PathBuf>> {
 }
 
 /// Read a run folder written by [`write_run`].
-pub fn load_run(dir: &Path) -> Res<EvalRun> {
-    let s = std::fs::read(dir.join("summary.json"))
-        .map_err(|e| format!("{}: not an eval run folder: {e}", dir.display()))?;
-    let summary: RunSummary = serde_json::from_slice(&s).map_err(|e| format!("{}/summary.json: {e}", dir.display()))?;
-    let text = std::fs::read_to_string(dir.join("results.jsonl"))
-        .map_err(|e| format!("{}/results.jsonl: {e}", dir.display()))?;
+pub fn load_run(dir: &Path) -> Result<EvalRun> {
+    let summary_path = dir.join("summary.json");
+    let s = std::fs::read(&summary_path)
+        .map_err(|e| EvalError::Config(format!("{}: not an eval run folder (no summary.json: {e})", dir.display())))?;
+    let summary: RunSummary = serde_json::from_slice(&s).map_err(|e| EvalError::json(&summary_path, e))?;
+    let results = dir.join("results.jsonl");
+    let text = std::fs::read_to_string(&results).map_err(|e| EvalError::io(&results, e))?;
     let items = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("{}/results.jsonl: {e}", dir.display())))
-        .collect::<Res<Vec<ItemResult>>>()?;
+        .map(|l| serde_json::from_str(l).map_err(|e| EvalError::json(&results, e)))
+        .collect::<Result<Vec<ItemResult>>>()?;
     Ok(EvalRun { summary, items })
 }
 
@@ -203,11 +211,11 @@ fn label(run: &EvalRun) -> String {
 
 /// The report over one or more runs (the first is the base for comparisons): comparison and
 /// specialty CSVs, failed questions, recommendations, charts and the HTML page.
-pub fn write_report(out: &Path, runs: &[EvalRun]) -> Res<Vec<PathBuf>> {
+pub fn write_report(out: &Path, runs: &[EvalRun]) -> Result<Vec<PathBuf>> {
     if runs.is_empty() {
-        return Err("no runs to report".into());
+        return Err(EvalError::Config("no runs to report".into()));
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| EvalError::io(out, e))?;
     let mut written = Vec::new();
     let seed = runs[0].summary.seed;
     let base = &runs[0];
@@ -230,10 +238,7 @@ pub fn write_report(out: &Path, runs: &[EvalRun]) -> Res<Vec<PathBuf>> {
         }
     }
     let p = out.join("specialty_performance.csv");
-    write_file(
-        &p,
-        &csv_bytes(&["model", "benchmark", "subject", "n", "correct", "accuracy", "ci_low", "ci_high"], &rows)?,
-    )?;
+    write_csv(&p, &["model", "benchmark", "subject", "n", "correct", "accuracy", "ci_low", "ci_high"], &rows)?;
     written.push(p);
 
     // model_comparison.csv: every run against the base, overall and per subject, paired on item ids.
@@ -276,41 +281,39 @@ pub fn write_report(out: &Path, runs: &[EvalRun]) -> Res<Vec<PathBuf>> {
         }
     }
     let p = out.join("model_comparison.csv");
-    write_file(
+    write_csv(
         &p,
-        &csv_bytes(
-            &[
-                "scope",
-                "subject",
-                "base_model",
-                "model",
-                "n",
-                "base_accuracy",
-                "base_ci_low",
-                "base_ci_high",
-                "accuracy",
-                "ci_low",
-                "ci_high",
-                "delta",
-                "delta_ci_low",
-                "delta_ci_high",
-                "paired_items",
-            ],
-            &rows,
-        )?,
+        &[
+            "scope",
+            "subject",
+            "base_model",
+            "model",
+            "n",
+            "base_accuracy",
+            "base_ci_low",
+            "base_ci_high",
+            "accuracy",
+            "ci_low",
+            "ci_high",
+            "delta",
+            "delta_ci_low",
+            "delta_ci_high",
+            "paired_items",
+        ],
+        &rows,
     )?;
     written.push(p);
 
     // failed_questions.json: across the runs (repeated evaluations of the same benchmark).
     let failed = failed_questions(runs);
     let p = out.join("failed_questions.json");
-    write_file(&p, &serde_json::to_vec_pretty(&failed).map_err(|e| e.to_string())?)?;
+    write_json(&p, &failed)?;
     written.push(p);
 
     // training_recommendations.json from the last run (improvement against the base when there is one).
     let recs = recommendations(last, if runs.len() > 1 { Some(base) } else { None });
     let p = out.join("training_recommendations.json");
-    write_file(&p, &serde_json::to_vec_pretty(&recs).map_err(|e| e.to_string())?)?;
+    recs.save(&p)?;
     written.push(p);
 
     // Charts.
@@ -396,11 +399,14 @@ pub fn write_report(out: &Path, runs: &[EvalRun]) -> Res<Vec<PathBuf>> {
 }
 
 /// Render a chart to a temporary name in the same folder, then rename it into place.
-fn chart_atomic(path: &Path, draw: impl FnOnce(&Path) -> Res<()>) -> Res<()> {
+fn chart_atomic(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> std::result::Result<(), crate::error::ChartError>,
+) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chart.png");
     let tmp = path.with_file_name(format!(".{}.partial.png", name.trim_end_matches(".png")));
-    draw(&tmp).map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    draw(&tmp).map_err(|source| EvalError::Chart { path: path.to_path_buf(), source })?;
+    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
 }
 
 /// Items failed in any of the runs, with fail counts over the runs that evaluated them.
@@ -442,47 +448,53 @@ pub fn failed_questions(runs: &[EvalRun]) -> Value {
     })
 }
 
-/// `training_recommendations.json` in the seed's format: up to ten specialties scoring below 0.5
-/// (lowest first) with their score (`accuracy`; the seed's open-QA runs wrote `medical_entity_f1`),
-/// `sample_count` and `improvement` over the base; actions for the worst five with
-/// `recommended_data_increase` "50-80%" below 0.3 and "30-50%" otherwise.
-pub fn recommendations(run: &EvalRun, base: Option<&EvalRun>) -> Value {
+/// `training_recommendations.json` in the Meerkat pipeline's format: up to ten specialties scoring below 0.5 (lowest
+/// first) with their score (`accuracy`; that pipeline's open-QA runs wrote `medical_entity_f1`), `sample_count` and
+/// `improvement` over the base; actions for the worst five with `recommended_data_increase` "50-80%" below 0.3 and
+/// "30-50%" otherwise.
+pub fn recommendations(run: &EvalRun, base: Option<&EvalRun>) -> Recommendations {
+    let round6 = |x: f64| (x * 1e6).round() / 1e6;
     let mut low: Vec<(&String, &Accuracy)> = run.summary.per_subject.iter().filter(|(_, a)| a.accuracy < 0.5).collect();
     low.sort_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy).then(a.0.cmp(b.0)));
     low.truncate(10);
-    let improvement = |s: &str, a: f64| {
-        base.and_then(|b| b.summary.per_subject.get(s)).map(|b| ((a - b.accuracy) * 1e6).round() / 1e6)
-    };
-    let lows: Vec<Value> = low
+    let improvement = |s: &str, a: f64| base.and_then(|b| b.summary.per_subject.get(s)).map(|b| round6(a - b.accuracy));
+    let low_performing_specialties = low
         .iter()
-        .map(|(s, a)| {
-            let mut v = json!({"specialty": s, "accuracy": (a.accuracy * 1e6).round() / 1e6, "sample_count": a.n});
-            v["improvement"] = json!(improvement(s, a.accuracy).unwrap_or(0.0));
-            v
+        .map(|(s, a)| LowPerformingSpecialty {
+            specialty: (*s).clone(),
+            medical_entity_f1: None,
+            accuracy: Some(round6(a.accuracy)),
+            sample_count: Some(a.n as u64),
+            improvement: Some(improvement(s, a.accuracy).unwrap_or(0.0)),
+            current_samples: None,
+            recommended_samples: None,
+            recommended_increase: None,
         })
         .collect();
-    let mut actions = serde_json::Map::new();
-    for (s, a) in low.iter().take(5) {
-        actions.insert(
-            (*s).clone(),
-            json!({
-                "increase_training_data": true,
-                "focus_on_entity_extraction": true,
-                "recommended_data_increase": if a.accuracy < 0.3 { "50-80%" } else { "30-50%" },
-            }),
-        );
-    }
-    let mut overall = json!({
-        "total_samples_evaluated": run.summary.n,
-        "accuracy": (run.summary.accuracy.accuracy * 1e6).round() / 1e6,
-        "model": run.summary.model,
-        "benchmark": run.summary.benchmark,
-    });
-    if let Some(b) = base {
-        overall["overall_improvement_accuracy"] =
-            json!(((run.summary.accuracy.accuracy - b.summary.accuracy.accuracy) * 1e6).round() / 1e6);
-    }
-    json!({"low_performing_specialties": lows, "recommended_actions": actions, "overall_performance": overall})
+    let recommended_actions = low
+        .iter()
+        .take(5)
+        .map(|(s, a)| {
+            let increase = if a.accuracy < 0.3 { "50-80%" } else { "30-50%" };
+            (
+                (*s).clone(),
+                RecommendedAction {
+                    increase_training_data: true,
+                    focus_on_entity_extraction: Some(true),
+                    recommended_data_increase: Some(Increase::Text(increase.into())),
+                },
+            )
+        })
+        .collect();
+    let overall = OverallPerformance {
+        total_samples_evaluated: Some(run.summary.n as u64),
+        accuracy: Some(round6(run.summary.accuracy.accuracy)),
+        model: Some(run.summary.model.clone()),
+        benchmark: Some(run.summary.benchmark.clone()),
+        overall_improvement_accuracy: base.map(|b| round6(run.summary.accuracy.accuracy - b.summary.accuracy.accuracy)),
+        ..Default::default()
+    };
+    Recommendations { low_performing_specialties, recommended_actions, overall_performance: Some(overall) }
 }
 
 /// Standard base64 (RFC 4648, with padding).
@@ -508,7 +520,7 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
-fn html(runs: &[EvalRun], failed: &Value, recs: &Value, charts: &[(String, PathBuf)]) -> Res<String> {
+fn html(runs: &[EvalRun], failed: &Value, recs: &Recommendations, charts: &[(String, PathBuf)]) -> Result<String> {
     let last = &runs[runs.len() - 1];
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>medforge evaluation report</title>\n<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}.low{color:#b2182b;font-weight:600}pre{background:#f7f7f7;padding:1em;overflow:auto}</style></head><body>\n");
@@ -541,7 +553,7 @@ fn html(runs: &[EvalRun], failed: &Value, recs: &Value, charts: &[(String, PathB
     }
     h.push_str("</table>\n<h2>Charts</h2>\n");
     for (title, p) in charts {
-        let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let bytes = std::fs::read(p).map_err(|e| EvalError::io(p, e))?;
         h.push_str(&format!(
             "<figure><figcaption>{}</figcaption><img class=\"chart\" alt=\"{}\" src=\"data:image/png;base64,{}\"></figure>\n",
             esc(title),
@@ -576,7 +588,7 @@ fn html(runs: &[EvalRun], failed: &Value, recs: &Value, charts: &[(String, PathB
         ));
     }
     h.push_str("</table>\n<h2>Training recommendations</h2>\n<pre id=\"recommendations\">");
-    h.push_str(&esc(&serde_json::to_string_pretty(recs).map_err(|e| e.to_string())?));
+    h.push_str(&esc(&serde_json::to_string_pretty(recs).unwrap_or_default()));
     h.push_str("</pre>\n</body></html>\n");
     Ok(h)
 }

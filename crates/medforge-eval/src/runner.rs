@@ -1,30 +1,17 @@
 //! MCQ benchmarks against a model: items from the data presets, generation mode through any
-//! [`Backend`] (remote API, `medforge serve`, the local engine) with the extraction cascade, and
-//! log-likelihood mode through a [`LogLikelihood`] scorer (an OpenAI-compatible `/v1/completions`
-//! server with `echo` + `logprobs`, or the local engine once it implements the trait).
+//! [`Backend`] (remote API, `medforge serve`, the local engine) with the answer parser every caller shares
+//! ([`medforge_text::answer`]), and log-likelihood mode through a [`LoglikScorer`] (an OpenAI-compatible
+//! `/v1/completions` server with `echo` + `logprobs`, or the local engine).
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use medforge_llm::backend::{Backend, ChatRequest, GenParams, LlmError, Loglik, Message};
+use medforge_llm::backend::{Backend, ChatRequest, GenParams, Message};
+use medforge_llm::map_bounded;
+use medforge_text::answer::{extract, Choice, Extraction, Rule};
 use serde::{Deserialize, Serialize};
 
-use crate::extract::{extract, Choice, Extraction};
-
-/// Errors of an evaluation run.
-#[derive(Debug, thiserror::Error)]
-pub enum EvalError {
-    #[error("{0}")]
-    Config(String),
-    #[error(transparent)]
-    Data(#[from] medforge_data::Error),
-    #[error("{0}")]
-    Model(String),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
-pub type Result<T> = std::result::Result<T, EvalError>;
+pub use crate::error::{EvalError, Result};
 
 /// The built-in MCQ benchmarks and the data presets that read them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -213,8 +200,29 @@ fn item_result(item: &EvalItem, prediction: String, ex: Extraction) -> ItemResul
     }
 }
 
-/// Generation mode: one chat request per item (up to `concurrency` in flight), answers extracted
-/// with the cascade. Failed calls are recorded as `error` items (counted as wrong), never retried
+/// The letter a model's answer picks among the item's options: [`medforge_text::answer::extract`], the cascade the
+/// `difficulty` stage reads base answers with.
+pub fn extract_answer(output: &str, item: &EvalItem) -> Extraction {
+    extract(output, &item.choice_list())
+}
+
+fn error_result(item: &EvalItem, detail: String) -> ItemResult {
+    ItemResult {
+        id: item.id.clone(),
+        subject: item.subject.clone(),
+        question: item.question.clone(),
+        expected: item.answer,
+        prediction: String::new(),
+        extracted: None,
+        outcome: "error".into(),
+        detail,
+        correct: false,
+        option_logprobs: vec![],
+    }
+}
+
+/// Generation mode: one chat request per item (up to `concurrency` in flight), answers read with
+/// [`extract_answer`]. Failed calls are recorded as `error` items (counted as wrong), never retried
 /// here (the backend does its own retries).
 pub async fn run_generation(
     backend: Arc<dyn Backend>,
@@ -224,131 +232,38 @@ pub async fn run_generation(
     concurrency: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Vec<ItemResult> {
-    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let mut set = tokio::task::JoinSet::new();
-    for (i, item) in items.iter().enumerate() {
-        let backend = backend.clone();
-        let sem = sem.clone();
-        let req = ChatRequest::new(vec![Message::user(prompt(item, korean))]).with_params(params.clone());
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            (i, backend.chat(&req).await)
-        });
-    }
-    let mut out: Vec<Option<ItemResult>> = vec![None; items.len()];
-    let mut done = 0u64;
-    while let Some(res) = set.join_next().await {
-        done += 1;
-        progress(done, items.len() as u64);
-        let Ok((i, r)) = res else { continue };
-        let item = &items[i];
-        out[i] = Some(match r {
+    let requests: Vec<ChatRequest> = items
+        .iter()
+        .map(|item| ChatRequest::new(vec![Message::user(prompt(item, korean))]).with_params(params.clone()))
+        .collect();
+    let answers = map_bounded(
+        requests,
+        concurrency,
+        |req| {
+            let backend = backend.clone();
+            async move { backend.chat(&req).await }
+        },
+        progress,
+    )
+    .await;
+    items
+        .iter()
+        .zip(answers)
+        .map(|(item, r)| match r {
             Ok(resp) => {
-                let ex = extract(&resp.text, &item.choice_list());
+                let ex = extract_answer(&resp.text, item);
                 item_result(item, resp.text, ex)
             }
-            Err(e) => ItemResult {
-                id: item.id.clone(),
-                subject: item.subject.clone(),
-                question: item.question.clone(),
-                expected: item.answer,
-                prediction: String::new(),
-                extracted: None,
-                outcome: "error".into(),
-                detail: e.to_string(),
-                correct: false,
-                option_logprobs: vec![],
-            },
-        });
-    }
-    out.into_iter().map(|r| r.expect("every task reports")).collect()
+            Err(e) => error_result(item, e.to_string()),
+        })
+        .collect()
 }
 
 /// Log-likelihood scorers (HTTP server or the local engine) implement medforge-llm's trait.
 pub use medforge_llm::LoglikScorer;
 
-/// Log-likelihood through an OpenAI-compatible `/v1/completions` that supports `echo` and
-/// `logprobs` (vLLM, llama.cpp's server, `medforge serve` where it implements them): the prompt is
-/// `context + continuation`, `max_tokens` 0 (1 where a server refuses 0), and the log-probs of the
-/// tokens starting at or after the context's length are summed.
-pub struct CompletionsLogLik {
-    base_url: String,
-    model: String,
-    client: reqwest::Client,
-    api_key: Option<String>,
-}
-
-impl CompletionsLogLik {
-    pub fn new(base_url: &str, model: &str, api_key: Option<String>) -> Result<Self> {
-        medforge_llm::openai::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(300))
-            .build()
-            .map_err(|e| EvalError::Model(format!("http client: {e}")))?;
-        Ok(CompletionsLogLik {
-            base_url: base_url.trim_end_matches('/').to_string(),
-            model: model.to_string(),
-            client,
-            api_key,
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl LoglikScorer for CompletionsLogLik {
-    async fn loglikelihood(&self, context: &str, continuation: &str) -> std::result::Result<Loglik, LlmError> {
-        let url = if self.base_url.ends_with("/v1") {
-            format!("{}/completions", self.base_url)
-        } else {
-            format!("{}/v1/completions", self.base_url)
-        };
-        let body = serde_json::json!({
-            "model": self.model, "prompt": format!("{context}{continuation}"),
-            "max_tokens": 0, "echo": true, "logprobs": 1, "temperature": 0.0,
-        });
-        let mut rb = self.client.post(&url).json(&body);
-        if let Some(k) = &self.api_key {
-            rb = rb.bearer_auth(k);
-        }
-        let resp = rb.send().await.map_err(|e| LlmError::transient("llm.http", format!("{url}: {e}")))?;
-        let status = resp.status();
-        let v: serde_json::Value =
-            resp.json().await.map_err(|e| LlmError::transient("llm.bad_json", format!("{url}: bad JSON: {e}")))?;
-        if !status.is_success() {
-            return Err(LlmError::fatal(
-                "llm.http_status",
-                format!(
-                    "{url}: HTTP {status}: {} (log-likelihood mode needs /v1/completions with echo and logprobs)",
-                    v
-                ),
-            ));
-        }
-        let lp = &v["choices"][0]["logprobs"];
-        let (Some(tl), Some(off)) = (lp["token_logprobs"].as_array(), lp["text_offset"].as_array()) else {
-            return Err(LlmError::fatal("llm.no_logprobs", format!(
-                "{url}: the server returned no echo logprobs (token_logprobs/text_offset); it cannot score log-likelihoods"
-            )));
-        };
-        let start = context.len() as u64;
-        let mut sum = 0.0;
-        let mut tokens = 0;
-        for (l, o) in tl.iter().zip(off) {
-            if o.as_u64().unwrap_or(0) >= start {
-                sum += l.as_f64().unwrap_or(0.0);
-                tokens += 1;
-            }
-        }
-        Ok(Loglik { logprob: sum, tokens })
-    }
-    fn identity(&self) -> String {
-        format!("completions:{}#{}", self.base_url, self.model)
-    }
-}
-
-/// `progress(done, total)` is called as requests finish (items in generation mode, options here).
-///
-/// Log-likelihood mode: each option's text (after the prompt, `" X. text"`) is scored, the most
-/// likely option is the prediction.
+/// Log-likelihood mode: each option's text (after the prompt, `" X. text"`) is scored, the most likely option is
+/// the prediction. `progress(done, total)` counts options.
 pub async fn run_loglik(
     scorer: Arc<dyn LoglikScorer>,
     items: &[EvalItem],
@@ -356,56 +271,35 @@ pub async fn run_loglik(
     concurrency: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Vec<ItemResult> {
-    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let mut set = tokio::task::JoinSet::new();
-    for (i, item) in items.iter().enumerate() {
-        for (k, (l, t)) in item.choices.iter().enumerate() {
-            let scorer = scorer.clone();
-            let sem = sem.clone();
-            let ctx = prompt(item, korean);
-            let cont = format!(" {l}. {}", t.trim());
-            set.spawn(async move {
-                let _p = sem.acquire_owned().await;
-                (i, k, scorer.loglikelihood(&ctx, &cont).await)
-            });
+    let mut jobs = Vec::new();
+    for item in items {
+        let ctx = prompt(item, korean);
+        for (l, t) in &item.choices {
+            jobs.push((ctx.clone(), format!(" {l}. {}", t.trim())));
         }
     }
-    let mut scores: Vec<Vec<Option<std::result::Result<f64, String>>>> =
-        items.iter().map(|it| vec![None; it.choices.len()]).collect();
-    let total: u64 = items.iter().map(|it| it.choices.len() as u64).sum();
-    let mut done = 0u64;
-    while let Some(res) = set.join_next().await {
-        done += 1;
-        progress(done, total);
-        let Ok((i, k, r)) = res else { continue };
-        scores[i][k] = Some(r.map(|l| l.logprob).map_err(|e| e.to_string()));
-    }
+    let mut scores = map_bounded(
+        jobs,
+        concurrency,
+        |(ctx, cont)| {
+            let scorer = scorer.clone();
+            async move { scorer.loglikelihood(&ctx, &cont).await.map(|l| l.logprob).map_err(|e| e.to_string()) }
+        },
+        progress,
+    )
+    .await
+    .into_iter();
     items
         .iter()
-        .zip(scores)
-        .map(|(item, sc)| {
-            if let Some(err) = sc.iter().find_map(|s| s.as_ref().and_then(|r| r.as_ref().err())) {
-                return ItemResult {
-                    id: item.id.clone(),
-                    subject: item.subject.clone(),
-                    question: item.question.clone(),
-                    expected: item.answer,
-                    prediction: String::new(),
-                    extracted: None,
-                    outcome: "error".into(),
-                    detail: err.clone(),
-                    correct: false,
-                    option_logprobs: vec![],
-                };
+        .map(|item| {
+            let sc: Vec<std::result::Result<f64, String>> = scores.by_ref().take(item.choices.len()).collect();
+            if let Some(err) = sc.iter().find_map(|r| r.as_ref().err()) {
+                return error_result(item, err.clone());
             }
-            let lps: Vec<f64> = sc
-                .iter()
-                .map(|s| s.as_ref().and_then(|r| r.as_ref().ok()).copied().unwrap_or(f64::NEG_INFINITY))
-                .collect();
+            let lps: Vec<f64> = sc.iter().map(|r| *r.as_ref().expect("no error above")).collect();
             let best = lps.iter().enumerate().fold(0, |b, (k, v)| if *v > lps[b] { k } else { b });
             let (l, t) = &item.choices[best];
-            let mut r =
-                item_result(item, t.clone(), Extraction::Letter { letter: *l, rule: crate::extract::Rule::OptionText });
+            let mut r = item_result(item, t.clone(), Extraction::Letter { letter: *l, rule: Rule::OptionText });
             r.detail = "loglik".into();
             r.option_logprobs = lps;
             r

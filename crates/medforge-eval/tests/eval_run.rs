@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::{extract::State, routing::post, Json, Router};
 use medforge_eval::report::{load_run, summarize, write_report, write_run};
-use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, CompletionsLogLik, EvalItem};
+use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, EvalItem};
 use medforge_llm::backend::{Backend, GenParams};
 use medforge_llm::openai::{EndpointConfig, OpenAiBackend};
 use serde_json::{json, Value};
@@ -81,7 +81,8 @@ async fn eval_both_modes_and_report() {
     let url = serve(items.clone()).await;
     let mut cfg = EndpointConfig::new(&url, "smol-test");
     cfg.max_retries = 0;
-    let backend: Arc<dyn Backend> = Arc::new(OpenAiBackend::new(cfg).expect("backend"));
+    let endpoint = Arc::new(OpenAiBackend::new(cfg).expect("backend"));
+    let backend: Arc<dyn Backend> = endpoint.clone();
     let gen = run_generation(backend, &items, false, GenParams::default(), 4, &|_, _| {}).await;
     // Right unless i % 3 == 0 (wrong) or i % 7 == 0 (unparseable).
     for (i, r) in gen.iter().enumerate() {
@@ -89,8 +90,8 @@ async fn eval_both_modes_and_report() {
         assert_eq!(r.correct, want, "item {i}: {r:?}");
         assert_eq!(r.outcome == "unparseable", i % 7 == 0, "item {i}: {r:?}");
     }
-    let scorer = Arc::new(CompletionsLogLik::new(&url, "smol-test", None).expect("scorer"));
-    let ll = run_loglik(scorer, &items, false, 4, &|_, _| {}).await;
+    // The same endpoint scores options through /v1/completions with echo logprobs.
+    let ll = run_loglik(endpoint, &items, false, 4, &|_, _| {}).await;
     for (i, r) in ll.iter().enumerate() {
         assert_eq!(r.correct, i % 3 != 0, "loglik item {i}: {r:?}");
         assert_eq!(r.option_logprobs.len(), 4);

@@ -7,11 +7,13 @@ pub mod backend;
 pub mod batch;
 pub mod cache;
 pub mod client;
+pub mod concurrent;
 pub mod config;
 pub mod cost;
 pub mod deadletter;
 pub mod openai;
 pub mod retry;
+pub mod secret;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -20,8 +22,10 @@ pub use backend::{
 };
 pub use cache::{cache_key, Cache, CacheError};
 pub use client::{runtime, AllOutcomes, CacheMode, LlmClient, Outcome, Stop};
-pub use config::{build_backend, LlmConfig};
+pub use concurrent::map_bounded;
+pub use config::{build_backend, LlmSection};
 pub use cost::{estimate_request, estimate_tokens, DryRunEstimate, Pricing, Spend, SpendSnapshot};
 pub use deadletter::{read_dead_letters, DeadLetter, DeadLetterWriter};
 pub use openai::{EndpointConfig, Fleet, OpenAiBackend};
 pub use retry::{Backoff, RetryEvent, RetryPolicy};
+pub use secret::{Secret, SecretEnv};

@@ -10,14 +10,14 @@ use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use medforge_data::secret::{Secret, SecretEnv};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::backend::{Backend, ChatRequest, ChatResponse, LlmError, Usage};
+use crate::backend::{Backend, ChatRequest, ChatResponse, LlmError, Loglik, LoglikScorer, Usage};
 use crate::cost::{estimate_request, estimate_tokens, Pricing};
 use crate::retry::{parse_retry_after, Backoff, RetryEvent, RetryPolicy};
+use crate::secret::{Secret, SecretEnv};
 
 fn default_concurrency() -> usize {
     16
@@ -317,7 +317,7 @@ impl Endpoint {
     pub fn new(cfg: EndpointConfig) -> Result<Self, LlmError> {
         install_crypto_provider();
         let key = match &cfg.api_key_env {
-            Some(env) => Some(env.read().map_err(|e| LlmError::fatal("llm.no_api_key", e.to_string()))?),
+            Some(env) => Some(env.read()?),
             None => None,
         };
         if !(cfg.timeout_s > 0.0 && cfg.timeout_s.is_finite()) {
@@ -351,11 +351,39 @@ impl Endpoint {
         format!("the server at {}", self.cfg.base())
     }
 
-    /// One request: wait for a concurrency slot and the rate limits, send, classify the answer.
+    /// One chat request: wait for a concurrency slot and the rate limits, send, classify the answer.
     pub async fn attempt(&self, req: &ChatRequest, body: &Value) -> Result<ChatResponse, LlmError> {
+        let estimate = estimate_request(req);
+        let bytes = self.post(&self.url, body, estimate).await?;
+        parse_completion(&bytes, estimate)
+    }
+
+    /// One log-likelihood request through `/completions` with `echo` and `logprobs` (vLLM, llama.cpp's server,
+    /// `medforge serve`): the prompt is `context + continuation`, no new tokens, and the log-probs of the tokens
+    /// starting at or after the context's length are summed.
+    pub async fn attempt_loglik(&self, context: &str, continuation: &str) -> Result<Loglik, LlmError> {
+        let url = format!("{}/completions", self.cfg.base());
+        let body = json!({
+            "model": self.cfg.model, "prompt": format!("{context}{continuation}"),
+            "max_tokens": 0, "echo": true, "logprobs": 1, "temperature": 0.0,
+        });
+        let estimate =
+            Usage { prompt_tokens: estimate_tokens(context) + estimate_tokens(continuation), completion_tokens: 0 };
+        let bytes = self.post(&url, &body, estimate).await.map_err(|e| match e {
+            LlmError::Fatal { code, message } => LlmError::Fatal {
+                code,
+                message: format!("{message} (log-likelihood mode needs /v1/completions with echo and logprobs)"),
+            },
+            e => e,
+        })?;
+        parse_echo_loglik(&bytes, context.len(), &url)
+    }
+
+    /// Send `body` to `url` once the concurrency slot and rate limits allow; the body of a 200, or the classified
+    /// error.
+    async fn post(&self, url: &str, body: &Value, estimate: Usage) -> Result<Vec<u8>, LlmError> {
         let _permit =
             self.inflight.acquire().await.map_err(|_| LlmError::fatal("llm.closed", "the endpoint was shut down"))?;
-        let estimate = estimate_request(req);
         if let Some(rl) = &self.rpm {
             rl.until_ready().await;
         }
@@ -364,7 +392,7 @@ impl Endpoint {
             let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
             let _ = rl.until_n_ready(n).await; // n <= burst, so capacity always suffices
         }
-        let mut rb = self.http.post(&self.url).json(body);
+        let mut rb = self.http.post(url).json(body);
         if let Some(k) = &self.key {
             rb = rb.bearer_auth(k.expose());
         }
@@ -373,11 +401,32 @@ impl Endpoint {
         let retry_after = retry_after_of(resp.headers());
         let bytes = resp.bytes().await.map_err(transport_error)?;
         if status == 200 {
-            return parse_completion(&bytes, estimate);
+            return Ok(bytes.to_vec());
         }
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Err(classify_status(status, &v, retry_after, &self.cfg.key_hint(), &self.where_()))
     }
+}
+
+/// The summed log-prob of the echoed tokens at or after byte `start` of the prompt.
+fn parse_echo_loglik(body: &[u8], start: usize, url: &str) -> Result<Loglik, LlmError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| LlmError::transient("llm.bad_json", format!("{url}: bad JSON: {e}")))?;
+    let lp = &v["choices"][0]["logprobs"];
+    let (Some(tl), Some(off)) = (lp["token_logprobs"].as_array(), lp["text_offset"].as_array()) else {
+        return Err(LlmError::fatal(
+            "llm.no_logprobs",
+            format!("{url}: the server returned no echo logprobs (token_logprobs/text_offset); it cannot score log-likelihoods"),
+        ));
+    };
+    let (mut logprob, mut tokens) = (0.0, 0);
+    for (l, o) in tl.iter().zip(off) {
+        if o.as_u64().unwrap_or(0) >= start as u64 {
+            logprob += l.as_f64().unwrap_or(0.0);
+            tokens += 1;
+        }
+    }
+    Ok(Loglik { logprob, tokens })
 }
 
 fn retry_after_of(h: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -430,17 +479,17 @@ impl OpenAiBackend {
     }
 }
 
-#[async_trait::async_trait]
-impl Backend for OpenAiBackend {
-    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let body = request_body(&self.config().model, req);
+impl OpenAiBackend {
+    /// Run `attempt` until it succeeds, fails for good, or the transient retries are spent (with backoff between
+    /// tries); returns the result and the retries taken.
+    async fn with_retries<T, Fut>(&self, attempt: impl Fn() -> Fut) -> Result<(T, u32), LlmError>
+    where
+        Fut: std::future::Future<Output = Result<T, LlmError>>,
+    {
         let mut retry = 0u32;
         loop {
-            match self.endpoint.attempt(req, &body).await {
-                Ok(mut r) => {
-                    r.retries = retry;
-                    return Ok(r);
-                }
+            match attempt().await {
+                Ok(r) => return Ok((r, retry)),
                 Err(LlmError::Transient { code, retry_after, .. }) if retry < self.backoff.policy.max_retries => {
                     tokio::time::sleep(self.backoff.next_delay(&code, retry, retry_after)).await;
                     retry += 1;
@@ -457,6 +506,16 @@ impl Backend for OpenAiBackend {
             }
         }
     }
+}
+
+#[async_trait::async_trait]
+impl Backend for OpenAiBackend {
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let body = request_body(&self.config().model, req);
+        let (mut r, retries) = self.with_retries(|| self.endpoint.attempt(req, &body)).await?;
+        r.retries = retries;
+        Ok(r)
+    }
 
     fn identity(&self) -> String {
         format!("openai-compat:{}", self.config().base())
@@ -466,6 +525,18 @@ impl Backend for OpenAiBackend {
     }
     fn pricing(&self) -> Pricing {
         self.config().pricing
+    }
+}
+
+/// Log-likelihoods through the endpoint's `/completions` (echo + logprobs), with the same concurrency limit, rate
+/// limits and retries as chat requests.
+#[async_trait::async_trait]
+impl LoglikScorer for OpenAiBackend {
+    async fn loglikelihood(&self, context: &str, continuation: &str) -> Result<Loglik, LlmError> {
+        Ok(self.with_retries(|| self.endpoint.attempt_loglik(context, continuation)).await?.0)
+    }
+    fn identity(&self) -> String {
+        format!("completions:{}#{}", self.config().base(), self.config().model)
     }
 }
 

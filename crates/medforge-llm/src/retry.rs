@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use medforge_text::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 /// How a backend retries transient errors.
@@ -42,27 +43,6 @@ pub struct RetryEvent {
     pub delay_ms: u64,
     /// The server's `Retry-After`, when it sent one.
     pub retry_after_ms: Option<u64>,
-}
-
-/// SplitMix64: tiny, seedable, good enough for jitter.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// Computes retry delays and keeps the log of those taken.

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use medforge_data::secret::SecretEnv;
 use medforge_llm::batch::{read_requests, read_results, write_requests};
 use medforge_llm::testing::{expected_echo, FakeServer, Fault};
+use medforge_llm::SecretEnv;
 use medforge_llm::{
     Backend, Backoff, Cache, CacheMode, ChatRequest, EndpointConfig, Fleet, GenParams, LlmClient, LlmError, Message,
     OpenAiBackend, Outcome, Pricing, Stop,

@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use medforge_data::secret::SecretEnv;
 use medforge_llm::testing::FakeServer;
+use medforge_llm::SecretEnv;
 use medforge_llm::{Cache, CacheMode, ChatRequest, EndpointConfig, LlmClient, Message, OpenAiBackend, Outcome};
 
 const CHILD: &str = "MEDFORGE_LLM_RESUME_CHILD";

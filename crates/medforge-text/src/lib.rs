@@ -1,4 +1,5 @@
 //! medforge-text: the text algorithms curation, generation and evaluation share.
+pub mod answer;
 pub mod chat;
 pub mod error;
 pub mod lang;

@@ -119,6 +119,8 @@ impl DecontamConfig {
 pub fn load_benchmark(b: &Benchmark, fields: &[String]) -> Result<Vec<(String, String)>, StageError> {
     let mut cfg = InputConfig::for_path(&b.path, b.preset.as_deref());
     cfg.file_filter = b.file_filter.clone();
+    // Only the questions matter here, and test splits often hide their labels (MedMCQA's do).
+    cfg.fields.require_answer = Some(false);
     let input = cfg.resolve()?;
     let tmp = std::env::temp_dir().join(format!("medforge-bench-rejects-{}.jsonl", std::process::id()));
     let (records, _) = read_all(&input, OnError::Skip, &mut RejectLog::new(&tmp))?;

@@ -1,8 +1,9 @@
 //! `difficulty`: ask a base model each question and drop the ones it already gets right (reason
 //! `difficulty.solved_by_base`), keeping the hard ones for training.
 //!
-//! MCQ rows: the letter is read from the answer by [`crate::answer::extract_letter`]'s cascade and
-//! compared with `answer_letter`; an answer no rule can read counts as not solved (`unparsed`).
+//! MCQ rows: the letter is read from the answer by [`read_base_answer`] (the same parser `medforge eval` uses,
+//! [`medforge_text::answer::extract`]) and compared with `answer_letter`; an answer no rule can read counts as not
+//! solved (`unparsed`).
 //! Open rows with a reference `answer`: a judge (the same or another backend) compares the two and says
 //! correct/incorrect. Rows with neither are kept untouched. The base answer, the letter, the verdict
 //! and how it was read go into `metadata.difficulty`.
@@ -12,11 +13,12 @@ use std::sync::Arc;
 
 use medforge_data::Record;
 use medforge_llm::GenParams;
+use medforge_text::answer::{extract, parse_verdict, Choice, Extraction};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::llm::{non_empty, require_env, Got, LlmEnv, Prompt, RowState, DEFAULT_BACKEND};
-use crate::answer::{extract_letter, parse_verdict};
+use super::call::{LlmStageConfig, StageSettings};
+use super::llm::{non_empty, require_env, Got, LlmEnv, Prompt, RowState};
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 
 pub const DEFAULT_MCQ_PROMPT: &str = "Answer the following multiple-choice medical question. Think briefly if you need to, then finish with a final line of the form \"The answer is X\", where X is the letter of the single best option.
@@ -42,9 +44,6 @@ Candidate answer:
 
 Is the candidate answer medically equivalent to the reference answer on the key point? Reply with one word: correct or incorrect.";
 
-fn default_params() -> GenParams {
-    GenParams { max_tokens: Some(512), temperature: Some(0.0), ..Default::default() }
-}
 fn default_judge_params() -> GenParams {
     GenParams { max_tokens: Some(8), temperature: Some(0.0), ..Default::default() }
 }
@@ -52,18 +51,17 @@ fn yes() -> bool {
     true
 }
 
-/// `[[stages]] stage = "difficulty"`.
+/// `[[stages]] stage = "difficulty"`: the shared LLM keys ([`LlmCall`](super::call::LlmCall): `backend` is the base model being tested;
+/// `system` and `params` are its) and [`DifficultySettings`].
+pub type DifficultyConfig = LlmStageConfig<DifficultySettings>;
+
+/// The `difficulty` stage's own keys: its two prompts and the judge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DifficultyConfig {
-    /// The base model being tested.
-    #[serde(default)]
-    pub backend: Option<String>,
+pub struct DifficultySettings {
     /// The judge for open answers (default: the base backend).
     #[serde(default)]
     pub judge_backend: Option<String>,
-    #[serde(default)]
-    pub system: Option<String>,
     #[serde(default)]
     pub mcq_prompt: Option<String>,
     #[serde(default)]
@@ -72,13 +70,22 @@ pub struct DifficultyConfig {
     pub judge_system: Option<String>,
     #[serde(default)]
     pub judge_prompt: Option<String>,
-    #[serde(default = "default_params")]
-    pub params: GenParams,
     #[serde(default = "default_judge_params")]
     pub judge_params: GenParams,
     /// Drop rows the base model solves (the point of the stage); `false` only annotates them.
     #[serde(default = "yes")]
     pub drop_solved: bool,
+}
+
+impl StageSettings for DifficultySettings {
+    const STAGE: &'static str = "difficulty";
+    const CALL_KEYS: &'static [&'static str] = &["backend", "system", "params"];
+    fn default_params() -> GenParams {
+        GenParams { max_tokens: Some(512), temperature: Some(0.0), ..Default::default() }
+    }
+    fn instead(key: &str) -> Option<&'static str> {
+        (key == "prompt").then_some("it takes `mcq_prompt` and `open_prompt`")
+    }
 }
 
 pub struct Difficulty {
@@ -94,7 +101,7 @@ pub struct Difficulty {
 impl Difficulty {
     pub fn new(cfg: DifficultyConfig, env: Option<&Arc<LlmEnv>>) -> StageResult<Self> {
         let env = require_env("difficulty", env)?.clone();
-        let system = cfg.system.as_deref();
+        let system = cfg.call.system.as_deref();
         let mcq = Prompt::new(
             "difficulty",
             "difficulty-mcq-v1",
@@ -113,7 +120,7 @@ impl Difficulty {
                 ("prompt", Some(cfg.judge_prompt.as_deref().unwrap_or(DEFAULT_JUDGE_PROMPT))),
             ],
         )?;
-        let backend = cfg.backend.clone().unwrap_or_else(|| DEFAULT_BACKEND.into());
+        let backend = cfg.call.backend("difficulty", &env)?;
         let judge_backend = cfg.judge_backend.clone().unwrap_or_else(|| backend.clone());
         env.check_backend("difficulty", &backend)?;
         env.check_backend("difficulty", &judge_backend)?;
@@ -148,7 +155,7 @@ impl Stage for Difficulty {
         let span = self.env.span(S);
         let kinds: Vec<Kind> = rows.iter().map(kind_of).collect();
         let none = json!({});
-        let params = &self.cfg.params;
+        let params = &self.cfg.call.params;
 
         // Round 1: the base model answers. MCQ and open rows use different templates (so different
         // template versions), hence two calls to `round`, merged back by position.
@@ -209,20 +216,23 @@ impl Stage for Difficulty {
                 }
                 (_, Got::Pending, _) | (Kind::Open, _, Got::Pending) => RowState::Pending,
                 (Kind::Mcq, Got::Text(t), _) => {
-                    let got = extract_letter(t, &r.options);
+                    let got = read_base_answer(t, r);
                     let want = r.answer_letter.as_deref().unwrap_or("").trim();
-                    let verdict = match &got {
-                        Some((l, _)) if l.eq_ignore_ascii_case(want) => "correct",
-                        Some(_) => "incorrect",
-                        None => "unparsed",
+                    let verdict = match got {
+                        Extraction::Letter { letter, .. } if want.eq_ignore_ascii_case(&letter.to_string()) => {
+                            "correct"
+                        }
+                        Extraction::Letter { .. } => "incorrect",
+                        Extraction::Unparseable { .. } => "unparsed",
                     };
-                    *methods
-                        .entry(got.as_ref().map_or("none".into(), |(_, m)| format!("{m:?}").to_lowercase()))
-                        .or_default() += 1;
+                    let (method, letter) = match got {
+                        Extraction::Letter { letter, rule } => (json!(rule), Some(letter.to_string())),
+                        Extraction::Unparseable { reason } => (json!(reason.code()), None),
+                    };
+                    *methods.entry(method.as_str().unwrap_or("none").to_string()).or_default() += 1;
                     r.metadata.insert(
                         "difficulty".into(),
-                        json!({"base_answer": t, "base_letter": got.as_ref().map(|g| &g.0),
-                               "method": got.as_ref().map(|g| g.1), "verdict": verdict}),
+                        json!({"base_answer": t, "base_letter": letter, "method": method, "verdict": verdict}),
                     );
                     RowState::Done(self.verdict(verdict, &mut counts))
                 }
@@ -248,6 +258,20 @@ impl Stage for Difficulty {
         });
         Ok(StageOutput::new(decisions).with_report("difficulty_report.json", report))
     }
+}
+
+/// The letter a base model's answer picks among the row's options: [`medforge_text::answer::extract`], the cascade
+/// `medforge eval` scores with.
+pub fn read_base_answer(answer: &str, r: &Record) -> Extraction {
+    let choices: Vec<Choice> = r
+        .options
+        .iter()
+        .filter_map(|o| {
+            let letter = o.letter.trim().chars().next()?.to_ascii_uppercase();
+            Some(Choice { letter, text: o.text.clone() })
+        })
+        .collect();
+    extract(answer, &choices)
 }
 
 impl Difficulty {

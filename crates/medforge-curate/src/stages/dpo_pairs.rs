@@ -14,9 +14,10 @@ use medforge_llm::GenParams;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::call::{LlmStageConfig, StageSettings};
 use super::llm::{non_empty, require_env, Got, LlmEnv, LlmMode, Prompt, RowState};
-use crate::answer::strip_reasoning;
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
+use medforge_text::answer::visible_answer;
 
 pub const DEFAULT_PROMPT: &str = "{{ question }}{% if options %}
 
@@ -26,9 +27,6 @@ pub const DEFAULT_CHOSEN_SYSTEM: &str = "You are an experienced, board-certified
 
 pub const DEFAULT_REJECTED_SYSTEM: &str = "You are a general-purpose assistant. Answer the question briefly.";
 
-fn default_params() -> GenParams {
-    GenParams { max_tokens: Some(1024), temperature: Some(0.7), seed: Some(42), ..Default::default() }
-}
 fn teacher() -> String {
     "teacher".into()
 }
@@ -39,25 +37,40 @@ fn default_output() -> String {
     "dpo_pairs.jsonl".into()
 }
 
-/// `[[stages]] stage = "dpo_pairs"`.
+/// `[[stages]] stage = "dpo_pairs"`: the shared LLM keys `prompt` and `params` ([`LlmCall`](super::call::LlmCall)) and
+/// [`DpoPairsSettings`] (a backend and a system prompt per side).
+pub type DpoPairsConfig = LlmStageConfig<DpoPairsSettings>;
+
+/// The `dpo_pairs` stage's own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DpoPairsConfig {
+pub struct DpoPairsSettings {
     #[serde(default = "teacher")]
     pub chosen_backend: String,
     #[serde(default = "default_backend")]
     pub rejected_backend: String,
     #[serde(default)]
-    pub prompt: Option<String>,
-    #[serde(default)]
     pub chosen_system: Option<String>,
     #[serde(default)]
     pub rejected_system: Option<String>,
-    #[serde(default = "default_params")]
-    pub params: GenParams,
     /// The pairs file in the run folder.
     #[serde(default = "default_output")]
     pub output: String,
+}
+
+impl StageSettings for DpoPairsSettings {
+    const STAGE: &'static str = "dpo_pairs";
+    const CALL_KEYS: &'static [&'static str] = &["prompt", "params"];
+    fn default_params() -> GenParams {
+        GenParams { max_tokens: Some(1024), temperature: Some(0.7), seed: Some(42), ..Default::default() }
+    }
+    fn instead(key: &str) -> Option<&'static str> {
+        match key {
+            "backend" => Some("it takes `chosen_backend` and `rejected_backend`"),
+            "system" => Some("it takes `chosen_system` and `rejected_system`"),
+            _ => None,
+        }
+    }
 }
 
 pub struct DpoPairs {
@@ -70,7 +83,7 @@ pub struct DpoPairs {
 impl DpoPairs {
     pub fn new(cfg: DpoPairsConfig, env: Option<&Arc<LlmEnv>>) -> StageResult<Self> {
         let env = require_env("dpo_pairs", env)?.clone();
-        let prompt = cfg.prompt.as_deref().unwrap_or(DEFAULT_PROMPT);
+        let prompt = cfg.call.prompt_or(DEFAULT_PROMPT);
         let chosen = Prompt::new(
             "dpo_pairs",
             "dpo-chosen-v1",
@@ -116,7 +129,7 @@ impl Stage for DpoPairs {
             let extra = json!({"side": side});
             let reqs = rows
                 .iter()
-                .map(|r| prompt.request(S, r, &extra, &self.cfg.params).map(Some))
+                .map(|r| prompt.request(S, r, &extra, &self.cfg.call.params).map(Some))
                 .collect::<StageResult<Vec<_>>>()?;
             sides.push((self.env.round(S, backend, &client, rows, reqs, non_empty, ctx), client.backend().model()));
         }
@@ -133,7 +146,7 @@ impl Stage for DpoPairs {
                 }
                 (Got::Pending, _) | (_, Got::Pending) => RowState::Pending,
                 (Got::Text(c), Got::Text(rj)) => {
-                    let (c, rj) = (strip_reasoning(c), strip_reasoning(rj));
+                    let (c, rj) = (visible_answer(c), visible_answer(rj));
                     if c.trim().is_empty() || rj.trim().is_empty() {
                         empty += 1;
                         let side = if c.trim().is_empty() { "chosen" } else { "rejected" };

@@ -8,35 +8,34 @@ use medforge_llm::GenParams;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::llm::{
-    check_field, get_text, non_empty, require_env, set_text, Got, LlmEnv, Prompt, RowState, DEFAULT_BACKEND,
-};
+use super::call::{LlmStageConfig, StageSettings};
+use super::llm::{check_field, get_text, non_empty, require_env, set_text, Got, LlmEnv, Prompt, RowState};
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 
-fn default_params() -> GenParams {
-    GenParams { max_tokens: Some(1024), temperature: Some(0.0), ..Default::default() }
-}
+/// `[[stages]] stage = "generate"`: the shared LLM keys ([`LlmCall`](super::call::LlmCall); `prompt`, the user message template, is
+/// required and sees every record field and `options_text`) and [`GenerateSettings`].
+pub type GenerateConfig = LlmStageConfig<GenerateSettings>;
 
-/// `[[stages]] stage = "generate"`.
+/// The `generate` stage's own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GenerateConfig {
+pub struct GenerateSettings {
     /// The field written: `answer`, `reasoning`, `response`, ... or `metadata.<name>`.
     pub into: String,
-    /// The user message template (sees every record field and `options_text`).
-    pub prompt: String,
-    #[serde(default)]
-    pub system: Option<String>,
-    #[serde(default)]
-    pub backend: Option<String>,
-    #[serde(default = "default_params")]
-    pub params: GenParams,
     /// Leave rows whose `into` field already has text alone (no call).
     #[serde(default)]
     pub skip_existing: bool,
     /// Remove `<think>`/`<R>`/`<reasoning>` blocks from the answer before storing it.
     #[serde(default)]
     pub strip_reasoning: bool,
+}
+
+impl StageSettings for GenerateSettings {
+    const STAGE: &'static str = "generate";
+    const REQUIRED: &'static [&'static str] = &["prompt"];
+    fn default_params() -> GenParams {
+        GenParams { max_tokens: Some(1024), temperature: Some(0.0), ..Default::default() }
+    }
 }
 
 pub struct Generate {
@@ -53,10 +52,9 @@ impl Generate {
         let prompt = Prompt::new(
             "generate",
             &format!("generate-v1:{}", cfg.strip_reasoning),
-            &[("system", cfg.system.as_deref()), ("prompt", Some(&cfg.prompt))],
+            &[("system", cfg.call.system.as_deref()), ("prompt", cfg.call.prompt.as_deref())],
         )?;
-        let backend = cfg.backend.clone().unwrap_or_else(|| DEFAULT_BACKEND.into());
-        env.check_backend("generate", &backend)?;
+        let backend = cfg.call.backend("generate", &env)?;
         Ok(Generate { cfg, prompt, env, backend })
     }
 }
@@ -77,7 +75,7 @@ impl Stage for Generate {
                 if self.cfg.skip_existing && get_text(r, &self.cfg.into).is_some() {
                     Ok(None)
                 } else {
-                    self.prompt.request(S, r, &none, &self.cfg.params).map(Some)
+                    self.prompt.request(S, r, &none, &self.cfg.call.params).map(Some)
                 }
             })
             .collect::<StageResult<Vec<_>>>()?;
@@ -92,7 +90,7 @@ impl Stage for Generate {
             } else {
                 match g {
                     Got::Text(t) => {
-                        let t = if self.cfg.strip_reasoning { crate::answer::strip_reasoning(&t) } else { t };
+                        let t = if self.cfg.strip_reasoning { medforge_text::answer::visible_answer(&t) } else { t };
                         set_text(r, &self.cfg.into, t);
                         written += 1;
                         RowState::Done(Decision::keep())

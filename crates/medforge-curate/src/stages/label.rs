@@ -12,12 +12,13 @@ use medforge_llm::GenParams;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::call::{LlmStageConfig, StageSettings};
 use super::labels::LabelField;
-use super::llm::{non_empty, require_env, Got, LlmEnv, Prompt, RowState, DEFAULT_BACKEND};
-use crate::answer::strip_reasoning;
+use super::llm::{non_empty, require_env, Got, LlmEnv, Prompt, RowState};
 use crate::config::rebase_path;
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 use crate::taxonomy::{fix_labels, Taxonomy, UNKNOWN};
+use medforge_text::answer::visible_answer;
 
 pub const DEFAULT_SYSTEM: &str = "You are a medical librarian. You classify medical exam questions and clinical questions into a fixed taxonomy of medical divisions, answering only with category ids.";
 
@@ -41,14 +42,14 @@ fn default_max_labels() -> usize {
 fn default_levels() -> usize {
     1
 }
-fn default_params() -> GenParams {
-    GenParams { max_tokens: Some(64), temperature: Some(0.0), ..Default::default() }
-}
 
-/// `[[stages]] stage = "label"`.
+/// `[[stages]] stage = "label"`: the shared LLM keys ([`LlmCall`](super::call::LlmCall)) and [`LabelSettings`].
+pub type LabelConfig = LlmStageConfig<LabelSettings>;
+
+/// The `label` stage's own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LabelConfig {
+pub struct LabelSettings {
     pub taxonomy: PathBuf,
     /// Which label pair receives the labels.
     #[serde(default)]
@@ -58,17 +59,16 @@ pub struct LabelConfig {
     pub levels: usize,
     #[serde(default = "default_max_labels")]
     pub max_labels: usize,
-    #[serde(default)]
-    pub backend: Option<String>,
-    #[serde(default)]
-    pub system: Option<String>,
-    #[serde(default)]
-    pub prompt: Option<String>,
-    #[serde(default = "default_params")]
-    pub params: GenParams,
 }
 
-impl LabelConfig {
+impl StageSettings for LabelSettings {
+    const STAGE: &'static str = "label";
+    fn default_params() -> GenParams {
+        GenParams { max_tokens: Some(64), temperature: Some(0.0), ..Default::default() }
+    }
+}
+
+impl LabelSettings {
     pub(crate) fn rebase(&mut self, base: &Path) {
         rebase_path(&mut self.taxonomy, base);
     }
@@ -104,12 +104,11 @@ impl Label {
             "label",
             "label-v1",
             &[
-                ("system", Some(cfg.system.as_deref().unwrap_or(DEFAULT_SYSTEM))),
-                ("prompt", Some(cfg.prompt.as_deref().unwrap_or(DEFAULT_PROMPT))),
+                ("system", Some(cfg.call.system_or(DEFAULT_SYSTEM))),
+                ("prompt", Some(cfg.call.prompt_or(DEFAULT_PROMPT))),
             ],
         )?;
-        let backend = cfg.backend.clone().unwrap_or_else(|| DEFAULT_BACKEND.into());
-        env.check_backend("label", &backend)?;
+        let backend = cfg.call.backend("label", &env)?;
         Ok(Label { cfg, tax: Arc::new(tax), listing, prompt, env, backend })
     }
 }
@@ -129,7 +128,7 @@ pub enum ParseMethod {
 
 /// Parse a classifier's answer into raw labels for [`fix_labels`].
 pub fn parse_labels(tax: &Taxonomy, answer: &str) -> (Vec<String>, ParseMethod) {
-    let text = strip_reasoning(answer);
+    let text = visible_answer(answer);
     let text = text.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
     // JSON: a list, or an object with a list under labels/ids/categories/divisions.
     let json_part = text.find(['[', '{']).map(|s| &text[s..]);
@@ -241,7 +240,7 @@ impl Stage for Label {
         let extra = json!({"taxonomy": self.listing, "max_labels": self.cfg.max_labels.max(1)});
         let reqs = rows
             .iter()
-            .map(|r| self.prompt.request("label", r, &extra, &self.cfg.params).map(Some))
+            .map(|r| self.prompt.request("label", r, &extra, &self.cfg.call.params).map(Some))
             .collect::<StageResult<Vec<_>>>()?;
         let got = self.env.round("label", &self.backend, &client, rows, reqs, non_empty, ctx);
         let (mut unknown, mut labelled) = (0usize, 0usize);

@@ -2,110 +2,23 @@
 //! backend over one cache, one spend counter and one budget), prompt templates, and the mapping of
 //! call outcomes to row decisions and dead letters.
 //!
-//! ```toml
-//! [llm]
-//! budget_usd = 2.0                  # the whole run; stops cleanly before a call would pass it
-//! cache = "cache/llm.sqlite"        # default: <run.output>/llm_cache.sqlite, shared by every run
-//! window = 32                       # requests started at once per stage (endpoints cap it further)
-//! on_failure = "drop"               # or "keep": what happens to a row whose call finally failed
-//! [[llm.endpoints]]                 # the default backend
-//! base_url = "https://api.openai.com/v1"
-//! model = "gpt-4o-mini"
-//! api_key_env = "OPENAI_API_KEY"    # the variable's NAME; the key is read from the environment
-//! [[llm.backends.teacher.endpoints]] # a named backend, picked with `backend = "teacher"`
-//! base_url = "http://10.0.0.1:8000/v1"
-//! model = "Qwen/Qwen2.5-72B-Instruct"
-//! ```
+//! The `[llm]` section itself is [`medforge_llm::config::LlmSection`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use medforge_data::Record;
+pub use medforge_llm::config::{LlmSection, NamedBackend, OnFailure, DEFAULT_BACKEND};
 use medforge_llm::{
-    build_backend, Cache, CacheMode, ChatRequest, DeadLetter, DeadLetterWriter, DryRunEstimate, EndpointConfig,
-    GenParams, LlmClient, Message, Outcome, Spend, SpendSnapshot, Stop,
+    build_backend, Cache, CacheMode, ChatRequest, DeadLetter, DeadLetterWriter, DryRunEstimate, GenParams, LlmClient,
+    Message, Outcome, Spend, SpendSnapshot, Stop,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::stage::{Decision, StageContext, StageError, StageResult};
-
-/// The backend stages use unless they name another.
-pub const DEFAULT_BACKEND: &str = "default";
-
-fn default_window() -> usize {
-    32
-}
-
-/// What happens to a row whose LLM call finally failed (retries spent, 400, content filter, an
-/// unusable answer). Either way it is written to `failed.jsonl` for `medforge retry-failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// Drop it with `llm.failed:<code>`: the curated set holds only rows the stage really processed.
-    #[default]
-    Drop,
-    /// Keep it unchanged (the annotation still carries `llm.failed:<code>`): for optional enrichment.
-    Keep,
-}
-
-/// A named backend: one endpoint, or several serving one model (a load-balanced fleet).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamedBackend {
-    pub endpoints: Vec<EndpointConfig>,
-}
-
-/// The `[llm]` section of a curation config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LlmSection {
-    /// The `default` backend.
-    #[serde(default)]
-    pub endpoints: Vec<EndpointConfig>,
-    #[serde(default)]
-    pub backends: BTreeMap<String, NamedBackend>,
-    #[serde(default)]
-    pub cache: Option<PathBuf>,
-    #[serde(default)]
-    pub cache_mode: CacheMode,
-    #[serde(default)]
-    pub budget_usd: Option<f64>,
-    #[serde(default = "default_window")]
-    pub window: usize,
-    #[serde(default)]
-    pub on_failure: OnFailure,
-}
-
-impl LlmSection {
-    pub(crate) fn rebase(&mut self, base: &Path) {
-        if let Some(c) = &mut self.cache {
-            crate::config::rebase_path(c, base);
-        }
-    }
-
-    /// The cache file: `cache`, or `<run.output>/llm_cache.sqlite` (shared by every run of the config).
-    pub fn cache_path(&self, run_output: &Path) -> PathBuf {
-        self.cache.clone().unwrap_or_else(|| run_output.join("llm_cache.sqlite"))
-    }
-
-    fn endpoints_of(&self, name: &str) -> Option<&[EndpointConfig]> {
-        if name == DEFAULT_BACKEND && !self.endpoints.is_empty() {
-            return Some(&self.endpoints);
-        }
-        self.backends.get(name).map(|b| b.endpoints.as_slice())
-    }
-
-    fn names(&self) -> Vec<String> {
-        let mut n: Vec<String> = self.backends.keys().cloned().collect();
-        if !self.endpoints.is_empty() {
-            n.insert(0, DEFAULT_BACKEND.to_string());
-        }
-        n
-    }
-}
 
 /// How a run uses the LLM backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

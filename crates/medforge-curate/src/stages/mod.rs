@@ -1,6 +1,7 @@
 //! The stages, each a small type behind [`crate::Stage`]: the deterministic ones, and the LLM ones
-//! (`label`, `difficulty`, `rewrite`, `dpo_pairs`, `generate`) over [`llm`].
+//! (`label`, `difficulty`, `rewrite`, `dpo_pairs`, `generate`) over [`llm`], their shared keys in [`call`].
 
+pub mod call;
 pub mod decontam;
 pub mod dedup;
 pub mod difficulty;

@@ -16,11 +16,10 @@ use medforge_llm::{ChatRequest, GenParams, Message};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::llm::{
-    check_field, get_text, non_empty, require_env, set_text, Got, LlmEnv, Prompt, RowState, DEFAULT_BACKEND,
-};
-use crate::answer::strip_reasoning;
+use super::call::{LlmStageConfig, StageSettings};
+use super::llm::{check_field, get_text, non_empty, require_env, set_text, Got, LlmEnv, Prompt, RowState};
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
+use medforge_text::answer::visible_answer;
 
 pub const DEFAULT_SYSTEM: &str = "You restructure medical explanations into clear hierarchical markdown lists without changing their medical content.";
 
@@ -40,9 +39,6 @@ Text:
 pub const DEFAULT_FEEDBACK: &str =
     "That rewrite was rejected: {{ complaint }}. Rewrite it again following every rule, and output only the list.";
 
-fn default_params() -> GenParams {
-    GenParams { max_tokens: Some(1024), temperature: Some(0.0), ..Default::default() }
-}
 fn default_retries() -> u32 {
     2
 }
@@ -67,10 +63,13 @@ pub enum Validator {
     NonEmpty,
 }
 
-/// `[[stages]] stage = "rewrite"`.
+/// `[[stages]] stage = "rewrite"`: the shared LLM keys ([`LlmCall`](super::call::LlmCall)) and [`RewriteSettings`].
+pub type RewriteConfig = LlmStageConfig<RewriteSettings>;
+
+/// The `rewrite` stage's own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RewriteConfig {
+pub struct RewriteSettings {
     /// The field rewritten (`answer`, `reasoning`, `response`, ... or `metadata.<key>`).
     pub field: String,
     /// Where the rewrite goes (default: `field`, with the original kept in `metadata.<field>_original`).
@@ -87,17 +86,16 @@ pub struct RewriteConfig {
     pub answer_first: bool,
     #[serde(default = "default_retries")]
     pub max_retries: u32,
-    #[serde(default)]
-    pub backend: Option<String>,
-    #[serde(default)]
-    pub system: Option<String>,
-    #[serde(default)]
-    pub prompt: Option<String>,
     /// The retry message; sees `complaint` besides the row.
     #[serde(default)]
     pub feedback: Option<String>,
-    #[serde(default = "default_params")]
-    pub params: GenParams,
+}
+
+impl StageSettings for RewriteSettings {
+    const STAGE: &'static str = "rewrite";
+    fn default_params() -> GenParams {
+        GenParams { max_tokens: Some(1024), temperature: Some(0.0), ..Default::default() }
+    }
 }
 
 pub struct Rewrite {
@@ -118,13 +116,12 @@ impl Rewrite {
             "rewrite",
             &format!("rewrite-v1:{:?}:{}:{}:{}", cfg.validator, cfg.min_depth, cfg.max_items, cfg.answer_first),
             &[
-                ("system", Some(cfg.system.as_deref().unwrap_or(DEFAULT_SYSTEM))),
-                ("prompt", Some(cfg.prompt.as_deref().unwrap_or(DEFAULT_PROMPT))),
+                ("system", Some(cfg.call.system_or(DEFAULT_SYSTEM))),
+                ("prompt", Some(cfg.call.prompt_or(DEFAULT_PROMPT))),
                 ("feedback", Some(cfg.feedback.as_deref().unwrap_or(DEFAULT_FEEDBACK))),
             ],
         )?;
-        let backend = cfg.backend.clone().unwrap_or_else(|| DEFAULT_BACKEND.into());
-        env.check_backend("rewrite", &backend)?;
+        let backend = cfg.call.backend("rewrite", &env)?;
         Ok(Rewrite { cfg, into, prompt, env, backend })
     }
 
@@ -160,7 +157,7 @@ pub fn validate_hierarchical(
     max_items: usize,
     answer: (Option<&str>, Option<&str>),
 ) -> Result<(), String> {
-    let text = strip_reasoning(text);
+    let text = visible_answer(text);
     let text = text.trim().trim_start_matches("```markdown").trim_start_matches("```").trim_end_matches("```");
     // (depth, item text); depth from an indentation stack.
     let mut items: Vec<(usize, String)> = Vec::new();
@@ -269,7 +266,7 @@ impl Stage for Rewrite {
                 Some(text) => {
                     let mut x = extra.clone();
                     x["text"] = Value::String(text);
-                    Some(self.prompt.request(S, r, &x, &self.cfg.params)?)
+                    Some(self.prompt.request(S, r, &x, &self.cfg.call.params)?)
                 }
                 None => None,
             });
@@ -295,7 +292,7 @@ impl Stage for Rewrite {
                         attempts[i] = attempt + 1;
                         match self.check(&rows[i], &t) {
                             Ok(()) => {
-                                results[i] = Some(strip_reasoning(&t));
+                                results[i] = Some(visible_answer(&t));
                                 state[i] = Some(RowState::Done(Decision::keep()));
                             }
                             Err(c) if attempt < self.cfg.max_retries => {

@@ -2,7 +2,9 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use arrow_array::RecordBatch;
 use arrow_ipc::writer::StreamWriter;
+use arrow_schema::SchemaRef;
 use sha2::{Digest, Sha256};
 
 use super::{parent_of, RecordWriter};
@@ -12,17 +14,20 @@ use crate::record::Record;
 
 const SHARD: &str = "data-00000-of-00001.arrow";
 
-/// A Hugging Face `save_to_disk` folder: one Arrow IPC *stream* shard, `dataset_info.json`, `state.json`.
-/// Built in a temporary folder and renamed into place.
+/// A Hugging Face `save_to_disk` folder of any Arrow schema: one Arrow IPC *stream* shard,
+/// `dataset_info.json`, `state.json`. Built in a private temporary folder beside the target and renamed into
+/// place on [`HfWriter::finish`], so the target is never half-written; dropped unfinished, it leaves nothing.
 pub struct HfWriter {
     path: PathBuf,
     tmp: tempfile::TempDir,
     writer: StreamWriter<BufWriter<File>>,
+    description: String,
     rows: u64,
 }
 
 impl HfWriter {
-    pub fn create(path: &Path) -> Result<Self> {
+    /// Start a folder at `path` whose rows have `schema`; `description` goes into `dataset_info.json`.
+    pub fn create(path: &Path, schema: SchemaRef, description: impl Into<String>) -> Result<Self> {
         let parent = parent_of(path);
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("dataset");
@@ -33,25 +38,21 @@ impl HfWriter {
             .map_err(|e| Error::io(parent, e))?;
         let shard = tmp.path().join(SHARD);
         let f = File::create(&shard).map_err(|e| Error::io(&shard, e))?;
-        let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, f), &schema())
+        let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, f), &schema)
             .map_err(|e| Error::write(path.display().to_string(), e))?;
-        Ok(HfWriter { path: path.to_path_buf(), tmp, writer, rows: 0 })
+        Ok(HfWriter { path: path.to_path_buf(), tmp, writer, description: description.into(), rows: 0 })
     }
-}
 
-impl RecordWriter for HfWriter {
-    fn write(&mut self, records: &[Record]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let batch = super::encode(&self.path, records)?;
-        self.writer.write(&batch).map_err(|e| Error::write(self.path.display().to_string(), e))?;
-        self.rows += records.len() as u64;
+    /// Append a batch of the folder's schema.
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|e| Error::write(self.path.display().to_string(), e))?;
+        self.rows += batch.num_rows() as u64;
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<u64> {
-        let HfWriter { path, tmp, mut writer, rows } = *self;
+    /// Flush the shard, write the metadata files and move the folder into place; returns the rows written.
+    pub fn finish(self) -> Result<u64> {
+        let HfWriter { path, tmp, mut writer, description, rows } = self;
         let ctx = || path.display().to_string();
         writer.finish().map_err(|e| Error::write(ctx(), e))?;
         let inner = writer.into_inner().map_err(|e| Error::write(ctx(), e))?;
@@ -65,7 +66,7 @@ impl RecordWriter for HfWriter {
         let info = serde_json::json!({
             "builder_name": "medforge",
             "citation": "",
-            "description": format!("medforge records, schema v{}", crate::columnar::SCHEMA_VERSION),
+            "description": description,
             "homepage": "",
             "license": "",
             "dataset_size": bytes.len(),
@@ -104,5 +105,29 @@ impl RecordWriter for HfWriter {
             std::fs::rename(&staged, &path).map_err(|e| Error::io(&path, e))?;
         }
         Ok(rows)
+    }
+}
+
+/// Canonical records as a Hugging Face folder.
+pub struct HfRecordWriter(HfWriter);
+
+impl HfRecordWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        let description = format!("medforge records, schema v{}", crate::columnar::SCHEMA_VERSION);
+        Ok(HfRecordWriter(HfWriter::create(path, schema(), description)?))
+    }
+}
+
+impl RecordWriter for HfRecordWriter {
+    fn write(&mut self, records: &[Record]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let batch = super::encode(&self.0.path, records)?;
+        self.0.write_batch(&batch)
+    }
+
+    fn finish(self: Box<Self>) -> Result<u64> {
+        self.0.finish()
     }
 }

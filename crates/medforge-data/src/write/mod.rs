@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::record::Record;
 
-pub use hf::HfWriter;
+pub use hf::{HfRecordWriter, HfWriter};
 pub use jsonl::JsonlWriter;
 pub use parquet::ParquetWriter;
 
@@ -69,7 +69,7 @@ pub fn create(path: &Path, format: OutputFormat) -> Result<Box<dyn RecordWriter>
     Ok(match format {
         OutputFormat::Jsonl => Box::new(JsonlWriter::create(path)?),
         OutputFormat::Parquet => Box::new(ParquetWriter::create(path)?),
-        OutputFormat::Hf => Box::new(HfWriter::create(path)?),
+        OutputFormat::Hf => Box::new(HfRecordWriter::create(path)?),
     })
 }
 

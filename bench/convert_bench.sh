@@ -8,6 +8,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 ROOT=$(pwd)
 SHARED=${SHARED:-../shared}
 DATA="$SHARED/data"
@@ -21,24 +22,13 @@ BIN=target/bench/release/medforge
 SRC="$DATA/medqa/US/4_options/dev.jsonl"
 INPUT="$OUT/medqa_x$COPIES.jsonl"
 
-[ -f "$SRC" ] || { echo "missing $SRC (set SHARED to the folder holding data/)" >&2; exit 1; }
+[ -f "$SRC" ] || die "missing $SRC (set SHARED to the folder holding data/)"
 mkdir -p "$OUT"
 
 # --- setup -------------------------------------------------------------------------------------
-echo "== building medforge (release, CARGO_TARGET_DIR=target/bench)" >&2
-CARGO_TARGET_DIR=target/bench cargo build --release --quiet -p medforge-cli
-
-if ! "$PY" -c 'import pandas, pyarrow' 2>/dev/null; then
-  echo "== creating $VENV with pandas + pyarrow" >&2
-  python3 -m venv "$VENV"
-  "$PY" -m pip install --quiet --upgrade pip
-  "$PY" -m pip install --quiet pandas pyarrow
-fi
-
-if [ ! -x /usr/bin/time ]; then
-  echo "== installing GNU time" >&2
-  apt-get update -qq && apt-get install -y -qq time >/dev/null
-fi
+build_bench_medforge
+venv_fresh "$VENV" 'import pandas, pyarrow' "pandas + pyarrow" pandas pyarrow
+ensure_gnu_time
 
 if [ ! -s "$INPUT" ] || [ "$SRC" -nt "$INPUT" ]; then
   echo "== generating $INPUT ($COPIES copies of $SRC)" >&2
@@ -51,25 +41,14 @@ fi
 # --- measuring ---------------------------------------------------------------------------------
 # measure OUTVAR CMD...: run CMD under /usr/bin/time -v; sets OUTVAR_s (wall seconds, ns clock),
 # OUTVAR_cpu (user + system seconds) and OUTVAR_kb (peak RSS). stdout is kept in $OUT/last.stdout.
-measure() {
-  local var=$1; shift
-  local tv="$OUT/time.txt" t0 t1
-  t0=$(date +%s%N)
-  /usr/bin/time -v -o "$tv" "$@" >"$OUT/last.stdout" 2>"$OUT/last.stderr" || {
-    echo "command failed: $*" >&2; cat "$OUT/last.stderr" >&2; exit 1; }
-  t1=$(date +%s%N)
-  printf -v "${var}_s" '%s' "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f", (b-a)/1e9}')"
-  printf -v "${var}_kb" '%s' "$(awk -F': ' '/Maximum resident set size/{print $2}' "$tv")"
-  printf -v "${var}_cpu" '%s' "$(awk -F': ' '/User time|System time/{t+=$2} END{printf "%.2f", t}' "$tv")"
-}
-
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+# On failure all of CMD's stderr is shown. (time_v and median: scripts/lib.sh.)
+measure() { time_v "$OUT/time.txt" %.4f %.2f +1 "$@"; }
 
 # --- convert: medforge vs pandas, interleaved so both see the same machine state -------------
 rows=$(wc -l <"$INPUT" | tr -d ' ')
 bytes=$(stat -c %s "$INPUT")
 rs_s=(); rs_c=(); rs_kb=(); py_s=(); py_c=(); py_kb=(); bl_s=(); bl_c=(); bl_kb=()
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+load_before=$(load_avg)
 for i in $(seq "$REPEAT"); do
   echo "== convert run $i/$REPEAT" >&2
   measure m "$BIN" convert "$INPUT" "$OUT/rs.parquet" --preset medqa
@@ -81,7 +60,7 @@ for i in $(seq "$REPEAT"); do
     bl_s+=("$m_s"); bl_c+=("$m_cpu"); bl_kb+=("$m_kb")
   fi
 done
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load_after=$(load_avg)
 RS_S=$(median "${rs_s[@]}"); RS_C=$(median "${rs_c[@]}"); RS_KB=$(median "${rs_kb[@]}")
 PY_S=$(median "${py_s[@]}"); PY_C=$(median "${py_c[@]}"); PY_KB=$(median "${py_kb[@]}")
 
@@ -111,7 +90,7 @@ print(f"parquet check: rows {a.num_rows} vs {b.num_rows} ({'same' if same_rows e
       + f" -> {'OK' if ok else 'MISMATCH'}")
 sys.exit(0 if ok else 1)
 EOF
-) || { echo "$check" >&2; exit 1; }
+) || die "$check"
 
 # --- inspect: medforge inspect --json vs a plain pandas read ---------------------------------
 # name|reader kind for read_pandas.py|path under $DATA
@@ -151,9 +130,9 @@ fi
 report() {
   echo "# medforge convert benchmark"
   echo
-  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "- machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM ($(uname -m))"
-  echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes in crates/)')"
+  echo "- date: $(utc_now)"
+  echo "- machine: $(machine_summary)"
+  echo "- commit: $(commit_summary "$ROOT")"
   echo "- load average (1/5/15 min) before / after the convert runs: $load_before / $load_after"
   echo "- command: \`bench/convert_bench.sh\` (SHARED=$SHARED COPIES=$COPIES REPEAT=$REPEAT)"
   echo "- tools: medforge release build; pandas $("$PY" -c 'import pandas; print(pandas.__version__)'), pyarrow $("$PY" -c 'import pyarrow; print(pyarrow.__version__)'), $("$PY" -V)"

@@ -11,6 +11,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 ROOT=$(pwd)
 DATA=../shared/data
 ROWS=${ROWS:-1000000}
@@ -28,24 +29,13 @@ INPUT="$OUT/curate_$LABEL.jsonl"
 SRC="$OUT/curate_src"
 PYOUT="$OUT/curate_py_$LABEL"
 
-[ -d "$DATA/medqa" ] || { echo "missing $DATA (the shared data beside the repository)" >&2; exit 1; }
+[ -d "$DATA/medqa" ] || die "missing $DATA (the shared data beside the repository)"
 mkdir -p "$OUT" "$SRC"
 
 # --- setup -------------------------------------------------------------------------------------
-echo "== building medforge (release, CARGO_TARGET_DIR=target/bench)" >&2
-CARGO_TARGET_DIR=target/bench cargo build --release --quiet -p medforge-cli
-
-if ! "$PY" -c 'import datasketch, tokenizers, pyarrow' 2>/dev/null; then
-  echo "== creating $VENV with datasketch, tokenizers, pyarrow" >&2
-  python3 -m venv "$VENV"
-  "$PY" -m pip install --quiet --upgrade pip
-  "$PY" -m pip install --quiet datasketch tokenizers pyarrow
-fi
-
-if [ ! -x /usr/bin/time ]; then
-  echo "== installing GNU time" >&2
-  apt-get update -qq && apt-get install -y -qq time >/dev/null
-fi
+build_bench_medforge
+venv_fresh "$VENV" 'import datasketch, tokenizers, pyarrow' "datasketch, tokenizers, pyarrow" datasketch tokenizers pyarrow
+ensure_gnu_time
 
 # --- input -------------------------------------------------------------------------------------
 # Canonical records of each shared dataset (medforge convert), the generator's base pool.
@@ -81,21 +71,10 @@ fi
 ln -sfn "curate_$LABEL.jsonl" "$OUT/curate_input.jsonl"   # the input path in $CONFIG
 
 # --- measuring ---------------------------------------------------------------------------------
-# measure VAR CMD...: run CMD under /usr/bin/time -v; sets VAR_s (wall seconds), VAR_kb (peak RSS),
-# VAR_cpu (user + system seconds). The command's stdout is kept in $OUT/last.stdout.
-measure() {
-  local var=$1; shift
-  local tv="$OUT/curate_time.txt" t0 t1
-  sync
-  t0=$(date +%s%N)
-  /usr/bin/time -v -o "$tv" "$@" >"$OUT/last.stdout" 2>"$OUT/last.stderr" || {
-    echo "command failed: $*" >&2; tail -20 "$OUT/last.stderr" >&2; exit 1; }
-  t1=$(date +%s%N)
-  printf -v "${var}_s" '%s' "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')"
-  printf -v "${var}_kb" '%s' "$(awk -F': ' '/Maximum resident set size/{print $2}' "$tv")"
-  printf -v "${var}_cpu" '%s' "$(awk -F': ' '/User time|System time/{s+=$2} END{printf "%.1f", s}' "$tv")"
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+# measure VAR CMD...: sync, then run CMD under /usr/bin/time -v; sets VAR_s (wall seconds), VAR_kb (peak RSS),
+# VAR_cpu (user + system seconds). The command's stdout is kept in $OUT/last.stdout; on failure the last
+# 20 lines of its stderr are shown. (time_v and median: scripts/lib.sh.)
+measure() { sync; time_v "$OUT/curate_time.txt" %.3f %.1f 20 "$@"; }
 
 rows=$(wc -l <"$INPUT" | tr -d ' ')
 bytes=$(stat -L -c %s "$INPUT")
@@ -105,7 +84,7 @@ for i in $(seq "$REPEAT"); do
   measure m "$BIN" curate --config "$CONFIG"
   rs_s+=("$m_s"); rs_kb+=("$m_kb"); rs_cpu+=("$m_cpu")
   RUN=$(head -1 "$OUT/last.stdout")
-  [ -f "$RUN/manifest.json" ] || { echo "no run folder in medforge's output" >&2; exit 1; }
+  [ -f "$RUN/manifest.json" ] || die "no run folder in medforge's output"
   cp "$OUT/last.stdout" "$OUT/curate_medforge.stdout"
   if [ -z "${SKIP_PYTHON:-}" ] || [ ! -s "$PYOUT/timing.txt" ]; then
     echo "== run $i/$REPEAT: python ($rows rows)" >&2
@@ -165,9 +144,9 @@ EOF
 report() {
   echo "# medforge curate benchmark"
   echo
-  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "- machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM ($(uname -m)); shared with other builds, load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes in crates/)')"
+  echo "- date: $(utc_now)"
+  echo "- machine: $(machine_summary); shared with other builds, load average at the end $(load_avg)"
+  echo "- commit: $(commit_summary "$ROOT")"
   echo "- command: \`ROWS=$ROWS bench/curate_bench.sh\` (SEED=$SEED REPEAT=$REPEAT)"
   echo "- tools: medforge release build; $("$PY" -V), datasketch $("$PY" -c 'import importlib.metadata as m; print(m.version("datasketch"))'), tokenizers $("$PY" -c 'import tokenizers; print(tokenizers.__version__)'), numpy $("$PY" -c 'import numpy; print(numpy.__version__)')"
   echo
@@ -211,4 +190,4 @@ report | tee "$OUT/curate_results_$LABEL.md"
 mv "$RESULTS.tmp" "$RESULTS"
 echo >&2
 echo "results written to $RESULTS; decisions compared in $OUT/curate_compare_$LABEL.json" >&2
-[ "$compare_rc" = 0 ] || { echo "exact steps disagree: see $OUT/curate_compare_$LABEL.json" >&2; exit 1; }
+[ "$compare_rc" = 0 ] || die "exact steps disagree: see $OUT/curate_compare_$LABEL.json"

@@ -14,6 +14,7 @@
 #   PT=128 TG=128 bench/engine_bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 PT="${PT:-128}"
 TG="${TG:-128}"
 N="${N:-64}"
@@ -27,16 +28,11 @@ VENV=bench/.venv-llama
 # llama_decode segfaults. Every other x86 feature the CPU has is named explicitly.
 LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_INT8=OFF -DLLAMA_CURL=OFF}"
-if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
-    python3 -m venv "$VENV"
-    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$VENV/bin/pip" install -q llama-cpp-python numpy
-fi
+# CMAKE_ARGS reaches pip (and python3 -m venv, which ignores it) for this call only.
+venv_ok "$VENV" "import llama_cpp" || CMAKE_ARGS="$LLAMA_CMAKE_ARGS" venv_create "$VENV" -q llama-cpp-python numpy
 PY="$VENV/bin/python"
 HFV=bench/.venv-hf
-if ! "$HFV/bin/python" -c "import torch, transformers, gguf" 2>/dev/null; then
-    python3 -m venv "$HFV"
-    "$HFV/bin/pip" install -q torch transformers gguf sentencepiece numpy
-fi
+venv_ok "$HFV" "import torch, transformers, gguf" || venv_create "$HFV" -q torch transformers gguf sentencepiece numpy
 HF="$HFV/bin/python"
 
 # medforge: release, built for this CPU (.cargo/config.toml), as a user on this machine would build it.

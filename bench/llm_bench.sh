@@ -6,19 +6,17 @@
 #   bench/llm_bench.sh     # PROFILE=release by default; PROFILE=dev for a quick run; RPM_CHECK=0 skips the 30 s rpm check
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 PROFILE=${PROFILE:-release}
-flag=(); [ "$PROFILE" = release ] && flag=(--release)
-dir=target/$([ "$PROFILE" = release ] && echo release || echo debug)/examples
-cargo build -q "${flag[@]}" -p medforge-llm --features testing --example fake_server --example bench_client --example rpm_check
-if [ ! -x bench/.venv-llm/bin/python ]; then
-  python3 -m venv bench/.venv-llm && bench/.venv-llm/bin/pip install -q openai
-fi
+cargo_profile "$PROFILE"
+dir=$PROFILE_DIR/examples
+cargo build -q "${PROFILE_FLAGS[@]}" -p medforge-llm --features testing --example fake_server --example bench_client --example rpm_check
+venv_once bench/.venv-llm -q openai
 log=$(mktemp)
 "$dir/fake_server" --latency-ms 50 > "$log" 2>/dev/null &
 srv=$!
 trap 'kill $srv 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 50); do grep -q listening "$log" 2>/dev/null && break; sleep 0.1; done
-url=$(awk '/listening/ {print $2}' "$log")
+url=$(fake_server_url "$log")
 for c in 1 8 64 256; do
   n=$(( c == 1 ? 100 : c * 20 ))
   "$dir/bench_client" "$url" "$c" "$n"

@@ -7,19 +7,19 @@
 #   bench/llm_stages_bench.sh          # PROFILE=release by default; PROFILE=dev for a quick run; ROWS=5000
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 PROFILE=${PROFILE:-release}
 ROWS=${ROWS:-5000}
-flag=(); [ "$PROFILE" = release ] && flag=(--release)
-tdir=target/$([ "$PROFILE" = release ] && echo release || echo debug)
-cargo build -q "${flag[@]}" -p medforge-cli
-cargo build -q "${flag[@]}" -p medforge-llm --features testing --example fake_server
+cargo_profile "$PROFILE"
+tdir=$PROFILE_DIR
+cargo build -q "${PROFILE_FLAGS[@]}" -p medforge-cli
+cargo build -q "${PROFILE_FLAGS[@]}" -p medforge-llm --features testing --example fake_server
 work=$(mktemp -d)
 log="$work/server.log"
 "$tdir/examples/fake_server" --latency-ms 50 > "$log" 2>/dev/null &
 srv=$!
 trap 'kill $srv 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 50); do grep -q listening "$log" 2>/dev/null && break; sleep 0.1; done
-url=$(awk '/listening/ {print $2}' "$log")
+url=$(fake_server_url "$log")
 awk -v n="$ROWS" 'BEGIN { for (i = 0; i < n; i++) printf "{\"id\":\"b%d\",\"source\":\"bench\",\"kind\":\"open_qa\",\"question\":\"Which organ produces insulin? case %d\",\"answer\":\"The pancreas\"}\n", i, i }' > "$work/rows.jsonl"
 printf "%-8s %6s %9s %9s %12s %9s %12s\n" window rows wall_s rows/s cpu_ms/req rss_MB cached_wall_s
 for w in 8 64 256; do

@@ -8,9 +8,9 @@
 # when set. BENCH_ONLY=sacrebleu,... limits the medforge side to some groups (for profiling).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 VENV=${MEDFORGE_VERIFY_VENV:-.venv-verify}
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c "import sacrebleu, rouge_score, nltk" 2>/dev/null || "$VENV/bin/pip" install --quiet "sacrebleu==2.6.0" "rouge-score==0.1.2" "nltk==3.10.4"
+metrics_venv "$VENV" --quiet
 work=${1:-bench/out/metrics}
 mkdir -p "$work/py1" "$work/py2"
 WN=${MEDFORGE_WORDNET:-/usr/share/wordnet}

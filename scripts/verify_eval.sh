@@ -10,11 +10,9 @@
 # installed. REQUIRE_BROWSER=1 makes a missing browser an error (CI sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 MODEL="$(scripts/fetch_model.sh)"
-if [ -z "${MEDFORGE_BIN:-}" ]; then
-    cargo build -q -p medforge-cli
-    MEDFORGE_BIN="${CARGO_TARGET_DIR:-target}/debug/medforge"
-fi
+need_medforge_bin
 DATA="${DATA:-fixtures/medqa/dev_4opt.jsonl}"
 LIMIT="${LIMIT:-200}"
 MAX_TOKENS="${MAX_TOKENS:-64}"
@@ -25,14 +23,14 @@ for mode in gen loglik; do
         --mode "$mode" --max-tokens "$MAX_TOKENS" --out "$OUT/$mode" 2>/dev/null | tee "$OUT/$mode.txt"
     for f in smollm2_results.csv specialty_performance.csv model_comparison.csv failed_questions.json \
         training_recommendations.json report.html; do
-        [ -s "$OUT/$mode/$f" ] || { echo "error: $OUT/$mode/$f was not written" >&2; exit 1; }
+        [ -s "$OUT/$mode/$f" ] || die "error: $OUT/$mode/$f was not written"
     done
-    ls "$OUT/$mode"/*.png >/dev/null || { echo "error: no PNG charts in $OUT/$mode" >&2; exit 1; }
+    ls "$OUT/$mode"/*.png >/dev/null || die "error: no PNG charts in $OUT/$mode"
 done
 "$MEDFORGE_BIN" report "$OUT/gen" "$OUT/loglik" --out "$OUT/report" >/dev/null
 
-if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }) || true
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+    apt_try chromium
 fi
 REQ=()
 [ "${REQUIRE_BROWSER:-0}" = 1 ] && REQ=(--require-browser)

@@ -10,17 +10,13 @@
 # both sides (a note says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 VENV=${MEDFORGE_VERIFY_VENV:-.venv-verify}
 N=${MEDFORGE_PARITY_PAIRS:-10000}
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
-if ! "$VENV/bin/python" -c "import sacrebleu, rouge_score, nltk" 2>/dev/null; then
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "sacrebleu==2.6.0" "rouge-score==0.1.2" "nltk==3.10.4"
-fi
+metrics_venv "$VENV" --quiet --disable-pip-version-check
 WN=${MEDFORGE_WORDNET:-/usr/share/wordnet}
-if [ ! -f "$WN/index.noun" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  (apt-get install -y -q wordnet-base >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wordnet-base >/dev/null 2>&1; }) || true
+if [ ! -f "$WN/index.noun" ]; then
+  apt_try wordnet-base
 fi
 if [ ! -f "$WN/index.noun" ]; then
   echo "note: no WordNet dict at $WN: METEOR parity runs without the synonym stage on both sides" >&2

@@ -1,17 +1,18 @@
 //! `medforge score`, `medforge eval` and `medforge report`: thin argument handling over medforge-eval.
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use medforge_engine::source::{ModelSource, OpenedModel};
+use medforge_engine::LoadOptions;
 use medforge_eval::metrics::bleu::{corpus_bleu, sentence_bleu, BleuConfig, BleuTokenizer};
 use medforge_eval::metrics::meteor::Meteor;
 use medforge_eval::metrics::rouge::{rouge, RougeConfig, RougeTokenizer};
 use medforge_eval::metrics::squad::{squad_scores, SquadScores};
 use medforge_eval::report::{load_run, safe_name, summarize, write_report, write_run};
-use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark, LoglikScorer};
+use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark};
 use medforge_eval::scores::{hierarchy, korean_proficiency, reasoning_format};
-use medforge_llm::backend::{Backend, GenParams};
+use medforge_llm::backend::GenParams;
 use serde_json::{json, Value};
 
 /// Arguments of `medforge score`.
@@ -379,35 +380,28 @@ pub struct ModelArgs {
     api_key_env: Option<String>,
 }
 
-/// A chat backend, a log-likelihood scorer, the run's model name and the concurrency to use.
-type Opened = (String, Arc<dyn Backend>, Arc<dyn LoglikScorer>, usize);
-
 impl ModelArgs {
-    /// Either the in-process engine or an OpenAI-compatible endpoint provides both the chat backend (gen) and the
-    /// log-likelihood scorer.
-    fn open(&self) -> Result<Opened> {
+    /// The model these flags name.
+    fn source(&self) -> Result<ModelSource> {
         if let Some(path) = &self.model_path {
-            let opts = medforge_engine::engine::LoadOptions {
+            let load = LoadOptions {
                 requant: self.requant.clone(),
                 name: self.model.clone(),
                 adapter: self.adapter.clone(),
                 ..Default::default()
             };
-            let engine = medforge_engine::engine::Engine::load(path, &opts)
-                .with_context(|| format!("loading --model-path {}", path.display()))?;
-            let local = medforge_engine::LocalBackend::new(engine);
-            let name = Backend::model(&local);
-            // The local engine runs one request at a time; in order, requests that share a prefix (the options of
-            // one question) reuse the engine's prefix cache.
-            return Ok((name, Arc::new(local.clone()), Arc::new(local), 1));
+            return Ok(ModelSource::Local { path: path.clone(), load });
         }
-        let endpoint = self.endpoint.clone().expect("clap requires endpoint without model_path");
-        let model = self.model.clone().ok_or_else(|| anyhow!("--model NAME is required with --endpoint"))?;
-        let mut cfg = medforge_llm::openai::EndpointConfig::new(&endpoint, &model);
-        cfg.api_key_env = self.api_key_env.clone().map(medforge_llm::SecretEnv);
-        cfg.max_concurrency = self.concurrency.max(1);
-        let endpoint = Arc::new(medforge_llm::openai::OpenAiBackend::new(cfg)?);
-        Ok((model, endpoint.clone(), endpoint, self.concurrency))
+        Ok(ModelSource::Endpoint {
+            base_url: self.endpoint.clone().expect("clap requires endpoint without model_path"),
+            model: self.model.clone().ok_or_else(|| anyhow!("--model NAME is required with --endpoint"))?,
+            api_key_env: self.api_key_env.clone().map(medforge_llm::SecretEnv),
+            concurrency: self.concurrency,
+        })
+    }
+
+    fn open(&self) -> Result<OpenedModel> {
+        Ok(self.source()?.open()?)
     }
 }
 
@@ -419,7 +413,7 @@ impl EvalArgs {
         if !matches!(self.mode.as_str(), "gen" | "loglik") {
             bail!("--mode must be gen or loglik, not `{}`", self.mode);
         }
-        let (model, backend, scorer, concurrency) = self.model.open()?;
+        let OpenedModel { name: model, chat: backend, scorer, concurrency } = self.model.open()?;
         let items = load_benchmark(bench, &self.data, self.limit)?;
         eprintln!("{}: {} items from {}", bench.name(), items.len(), self.data.display());
         let rt = medforge_llm::client::runtime()?;
@@ -535,7 +529,7 @@ impl PerplexityArgs {
         if rows.is_empty() {
             bail!("{}: no rows to score", self.data.display());
         }
-        let (model, _, scorer, concurrency) = self.model.open()?;
+        let OpenedModel { name: model, scorer, concurrency, .. } = self.model.open()?;
         eprintln!("{} rows from {}", rows.len(), self.data.display());
         let rt = medforge_llm::client::runtime()?;
         let bars = crate::progress::Bars::new();

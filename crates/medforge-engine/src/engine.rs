@@ -240,6 +240,18 @@ impl Engine {
         &self.model.config
     }
 
+    /// The model, for training's forward pass ([`Model::forward_tape`]) and its layer and LoRA API.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The model, to change its LoRA pairs or switch them off. The KV cache is dropped: entries computed with the
+    /// old weights would be stale.
+    pub fn model_mut(&mut self) -> &mut Model {
+        self.reset_cache();
+        &mut self.model
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }

@@ -1,13 +1,11 @@
 //! GGUF files: metadata access, a summary for `medforge model inspect`, and the tokenizer and chat template
 //! stored in the metadata.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use serde::Serialize;
 
 use crate::{EngineError, Result};
 
@@ -96,73 +94,6 @@ fn value_int(v: &Value) -> Option<u64> {
         Value::Bool(b) => Some(*b as u64),
         _ => None,
     }
-}
-
-/// What `medforge model inspect` prints for a model file or folder.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelInfo {
-    pub path: String,
-    pub format: String,
-    pub architecture: String,
-    pub name: Option<String>,
-    pub parameters: u64,
-    /// The dominant weight type (`Q4_1`, `F32`, ...), and a count of tensors per type.
-    pub quantization: String,
-    pub tensor_types: BTreeMap<String, usize>,
-    pub layers: Option<u64>,
-    pub hidden_size: Option<u64>,
-    pub heads: Option<u64>,
-    pub kv_heads: Option<u64>,
-    pub context_length: Option<u64>,
-    pub vocab_size: Option<usize>,
-    pub tokenizer: Option<String>,
-    pub bos_token: Option<String>,
-    pub eos_token: Option<String>,
-    pub chat_template: Option<String>,
-    pub file_bytes: u64,
-}
-
-/// Summarise a GGUF file.
-pub fn inspect_gguf(path: &Path) -> Result<ModelInfo> {
-    let g = Gguf::open(path)?;
-    let arch = g.arch()?;
-    let mut types: BTreeMap<String, usize> = BTreeMap::new();
-    let mut by_elems: BTreeMap<String, u64> = BTreeMap::new();
-    let mut params = 0u64;
-    for info in g.content.tensor_infos.values() {
-        let n = info.shape.elem_count() as u64;
-        params += n;
-        let t = format!("{:?}", info.ggml_dtype);
-        *types.entry(t.clone()).or_default() += 1;
-        *by_elems.entry(t).or_default() += n;
-    }
-    let quantization = by_elems.iter().max_by_key(|(_, n)| **n).map(|(t, _)| t.clone()).unwrap_or_default();
-    let tokens = g.strings("tokenizer.ggml.tokens");
-    let token = |key: &str| -> Option<String> {
-        let id = g.int(key)? as usize;
-        tokens.as_ref()?.get(id).cloned()
-    };
-    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    Ok(ModelInfo {
-        path: path.display().to_string(),
-        format: "gguf".into(),
-        name: g.str("general.name"),
-        parameters: params,
-        quantization,
-        tensor_types: types,
-        layers: g.int(&format!("{arch}.block_count")),
-        hidden_size: g.int(&format!("{arch}.embedding_length")),
-        heads: g.int(&format!("{arch}.attention.head_count")),
-        kv_heads: g.int(&format!("{arch}.attention.head_count_kv")),
-        context_length: g.int(&format!("{arch}.context_length")),
-        vocab_size: tokens.as_ref().map(|t| t.len()),
-        tokenizer: g.str("tokenizer.ggml.model"),
-        bos_token: token("tokenizer.ggml.bos_token_id"),
-        eos_token: token("tokenizer.ggml.eos_token_id"),
-        chat_template: g.str("tokenizer.chat_template"),
-        architecture: arch,
-        file_bytes,
-    })
 }
 
 /// A Hugging Face tokenizer rebuilt from the GGUF tokenizer metadata.

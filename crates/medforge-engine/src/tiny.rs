@@ -2,8 +2,6 @@
 //! tokenizer.json, tokenizer_config.json with a ChatML template) and as the equivalent GGUF file (Q/K rows permuted
 //! the way llama.cpp's converter does, the tokenizer in `tokenizer.ggml.*`). Both describe the same function, so
 //! their logits must agree: that checks the rope layouts and the GGUF tokenizer rebuild without a real model.
-//!
-//! Also: [`inspect_hf`], the `model inspect` summary of a safetensors folder.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -12,7 +10,7 @@ use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
-use crate::gguf::{byte_level_bpe_json, ModelInfo};
+use crate::gguf::byte_level_bpe_json;
 use crate::{EngineError, Result};
 
 pub const HIDDEN: usize = 32;
@@ -358,51 +356,4 @@ pub fn write_hf_merged(dir: &Path, rank: usize, alpha: f64) -> Result<()> {
         w.insert(key, merged);
     }
     write_hf_weights(dir, Arch::Llama, w)
-}
-
-/// `model inspect` for a Hugging Face folder: from config.json, the safetensors headers and tokenizer_config.json.
-pub fn inspect_hf(dir: &Path) -> Result<ModelInfo> {
-    let read = |name: &str| -> Result<serde_json::Value> {
-        let p = dir.join(name);
-        Ok(serde_json::from_slice(&std::fs::read(&p).map_err(|e| EngineError::io(&p, e))?)?)
-    };
-    let cfg = read("config.json")?;
-    let tc = read("tokenizer_config.json").unwrap_or(serde_json::Value::Null);
-    let mut params = 0u64;
-    let mut types: BTreeMap<String, usize> = BTreeMap::new();
-    let mut bytes = 0u64;
-    for e in std::fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))?.flatten() {
-        let p = e.path();
-        if p.extension().is_some_and(|x| x == "safetensors") {
-            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-            let data = std::fs::read(&p).map_err(|e| EngineError::io(&p, e))?;
-            let st = candle_core::safetensors::load_buffer(&data, &Device::Cpu)?;
-            for t in st.values() {
-                params += t.elem_count() as u64;
-                *types.entry(format!("{:?}", t.dtype()).to_uppercase()).or_default() += 1;
-            }
-        }
-    }
-    let tok = |k: &str| tc[k].as_str().or_else(|| tc[k]["content"].as_str()).map(str::to_string);
-    let int = |k: &str| cfg[k].as_u64();
-    Ok(ModelInfo {
-        path: dir.display().to_string(),
-        format: "safetensors".into(),
-        architecture: cfg["model_type"].as_str().unwrap_or("unknown").to_string(),
-        name: cfg["_name_or_path"].as_str().map(str::to_string),
-        parameters: params,
-        quantization: types.iter().max_by_key(|(_, n)| **n).map(|(t, _)| t.clone()).unwrap_or_default(),
-        tensor_types: types,
-        layers: int("num_hidden_layers"),
-        hidden_size: int("hidden_size"),
-        heads: int("num_attention_heads"),
-        kv_heads: int("num_key_value_heads"),
-        context_length: int("max_position_embeddings"),
-        vocab_size: int("vocab_size").map(|v| v as usize),
-        tokenizer: Some("tokenizer.json".into()),
-        bos_token: tok("bos_token"),
-        eos_token: tok("eos_token"),
-        chat_template: tc["chat_template"].as_str().map(str::to_string),
-        file_bytes: bytes,
-    })
 }

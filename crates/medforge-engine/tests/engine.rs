@@ -349,3 +349,95 @@ fn batched_generation_equals_one_prompt_at_a_time() {
         }
     }
 }
+
+/// Training's pass ([`Model::forward_tape`]: whole sequences, no cache) gives the inference pass's hidden states bit
+/// for bit, on all three families, and its tape holds what a backward pass reads: the attention log-sum-exp
+/// recomputed from the saved q and k, the norms' inverse RMS recomputed from their inputs.
+#[test]
+fn forward_tape_equals_inference_and_records_the_backward_inputs() {
+    use medforge_engine::model::KvCache;
+    let dir = tempfile::tempdir().unwrap();
+    for arch in [tiny::Arch::Llama, tiny::Arch::Qwen2, tiny::Arch::Gemma3] {
+        let path = dir.path().join(format!("{arch:?}"));
+        tiny::write_hf_arch(&path, arch).unwrap();
+        let e = load(&path);
+        let m = e.model();
+        let a: Vec<u32> = (0..13).map(|i| 40 + (i * 7) % 120).collect();
+        let b: Vec<u32> = (0..6).map(|i| 60 + (i * 5) % 90).collect();
+        let (mut ca, mut cb): (KvCache, KvCache) = (m.new_cache(), m.new_cache());
+        let want = m.forward_batch(&mut [(&a[..], &mut ca), (&b[..], &mut cb)]).unwrap();
+        let (got, tape) = m.forward_tape(&[&a, &b]).unwrap();
+        assert_eq!(got.data, want.data, "{arch:?}: the tape pass must not change the numbers");
+        assert_eq!(tape.spans, vec![(0, 13), (13, 6)]);
+        assert_eq!(tape.layers.len(), m.config.n_layer);
+        let c = &m.config;
+        let (hd, nh, nkv) = (c.head_dim, c.n_head, c.n_kv_head);
+        let rows = a.len() + b.len();
+        for lt in &tape.layers {
+            assert_eq!(lt.q.len(), rows * nh * hd);
+            assert_eq!(lt.k.len(), rows * nkv * hd);
+            assert_eq!(lt.attn_lse.len(), rows * nh);
+            assert_eq!(lt.gate.len(), rows * c.ffn);
+            assert_eq!(lt.q_raw.is_some(), c.qk_norm, "{arch:?}");
+            assert_eq!(lt.o_raw.is_some(), c.sandwich_norm, "{arch:?}");
+            // 1/rms of the layer input, from the input itself.
+            let x0 = &lt.x_in[..c.hidden];
+            let ms: f64 = x0.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / c.hidden as f64;
+            let inv = 1.0 / ((ms as f32) + c.rms_eps as f32).sqrt();
+            assert!((lt.attn_inv_rms[0] - inv).abs() <= 1e-6 * inv, "{} vs {inv}", lt.attn_inv_rms[0]);
+            // Row 4 of sequence b (pass row 17), head 1: log-sum-exp of its causal scores, from the saved q and k.
+            let (row, start, pos, h) = (17, 13, 4, 1);
+            let g = h / (nh / nkv);
+            let q = &lt.q[(row * nh + h) * hd..(row * nh + h + 1) * hd];
+            let scores: Vec<f32> = (0..=pos)
+                .map(|p| {
+                    let k = &lt.k[((start + p) * nkv + g) * hd..((start + p) * nkv + g + 1) * hd];
+                    let s = q.iter().zip(k).map(|(x, y)| x * y).sum::<f32>() * c.attn_scale;
+                    c.attn_softcap.map_or(s, |cap| cap * (s / cap).tanh())
+                })
+                .collect();
+            let lse = medforge_engine::model::log_sum_exp(&scores);
+            assert!((lt.attn_lse[row * nh + h] - lse).abs() < 1e-4, "{} vs {lse}", lt.attn_lse[row * nh + h]);
+        }
+        assert_eq!(tape.x_final.len(), rows * c.hidden);
+        assert!(tape.bytes() > 0);
+    }
+}
+
+/// LoRA for training: the pairs are readable and writable f32, and switching LoRA off gives the base model (DPO's
+/// reference) without detaching the adapter.
+#[test]
+fn lora_pairs_are_writable_and_can_be_switched_off() {
+    use medforge_engine::model::Projection;
+    let t = tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = dir.path().join("adapter");
+    tiny::write_lora(&adapter, 4, 8.0).unwrap();
+    let ids: Vec<u32> = (0..30).map(|i| 50 + (i * 11) % 150).collect();
+    let base = load(&t.hf).score_tokens(&ids, 1).unwrap();
+    let mut e = Engine::load(&t.hf, &LoadOptions { adapter: Some(adapter), ..Default::default() }).unwrap();
+    let with = e.score_tokens(&ids, 1).unwrap();
+    assert!(with.iter().zip(&base).any(|(x, y)| (x - y).abs() > 1e-2), "the adapter changes the model");
+    e.model_mut().set_lora_enabled(false);
+    assert_eq!(e.score_tokens(&ids, 1).unwrap(), base, "LoRA off is the base model");
+    e.model_mut().set_lora_enabled(true);
+    assert_eq!(e.score_tokens(&ids, 1).unwrap(), with);
+    // Zeroing every B through the writable view also gives the base model.
+    let mut pairs = 0;
+    for layer in e.model_mut().layers_mut() {
+        for p in Projection::ALL {
+            if let Some(pair) = layer.projection_mut(p).lora_mut() {
+                assert_eq!(pair.a().len(), pair.rank() * pair.in_dim());
+                pair.b_mut().fill(0.0);
+                pairs += 1;
+            }
+        }
+    }
+    assert!(pairs > 0);
+    assert_close(&e.score_tokens(&ids, 1).unwrap(), &base, 1e-6, "B = 0");
+    // A pair of the wrong shape is refused.
+    let layer = &mut e.model_mut().layers_mut()[0];
+    let lin = layer.projection_mut(Projection::Q);
+    let bad = medforge_engine::model::LoraPair::new(2, 3, 4, vec![0.0; 6], vec![0.0; 8], 1.0).unwrap();
+    assert!(lin.set_lora(bad).is_err());
+}

@@ -141,10 +141,6 @@ impl QMatrix {
         self.dtype
     }
 
-    pub fn size_bytes(&self) -> usize {
-        self.rows * self.row_bytes
-    }
-
     fn bytes(&self) -> &[u8] {
         // SAFETY: u32 storage viewed as its bytes.
         unsafe { std::slice::from_raw_parts(self.data.as_ptr() as *const u8, self.rows * self.row_bytes) }
@@ -183,6 +179,17 @@ impl QMatrix {
             GgmlDType::Q8K => deq!(BlockQ8K),
             GgmlDType::F16 | GgmlDType::BF16 => unreachable!("stored as f32"),
         }
+    }
+
+    /// The values of an f32 matrix, row-major (None for block-quantised storage).
+    pub fn f32_values(&self) -> Option<&[f32]> {
+        (self.dtype == GgmlDType::F32).then(|| bytemuck::cast_slice(&self.data[..self.rows * self.cols]))
+    }
+
+    /// The values of an f32 matrix, to write in place (None for block-quantised storage).
+    pub fn f32_values_mut(&mut self) -> Option<&mut [f32]> {
+        let n = self.rows * self.cols;
+        (self.dtype == GgmlDType::F32).then(|| bytemuck::cast_slice_mut(&mut self.data[..n]))
     }
 
     /// The whole matrix as f32, row-major.

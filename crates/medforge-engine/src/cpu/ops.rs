@@ -5,23 +5,31 @@ use super::pool::Pool;
 use super::simd;
 
 /// `out = x / rms(x) * (w + add)` for each row of `x` (`add` is 1 for Gemma's `(1 + w)` norms stored without the 1).
-pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, add: f32, out: &mut [f32]) {
+/// `inv`, when given, receives each row's `1 / rms(x)` (what a backward pass needs).
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, add: f32, out: &mut [f32], mut inv: Option<&mut [f32]>) {
     let d = w.len();
-    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+    for (r, (xr, or)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
         let ss: f64 = xr.iter().map(|&v| v as f64 * v as f64).sum();
         let scale = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
+        if let Some(inv) = inv.as_deref_mut() {
+            inv[r] = scale;
+        }
         for ((o, &v), &g) in or.iter_mut().zip(xr).zip(w) {
             *o = v * scale * (g + add);
         }
     }
 }
 
-/// In-place RMS norm of each `w.len()`-wide piece of `x` (per-head q/k norms).
-pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32, add: f32) {
+/// In-place RMS norm of each `w.len()`-wide piece of `x` (per-head q/k norms); `inv` as in [`rms_norm`], one per
+/// piece.
+pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32, add: f32, mut inv: Option<&mut [f32]>) {
     let d = w.len();
-    for xr in x.chunks_exact_mut(d) {
+    for (r, xr) in x.chunks_exact_mut(d).enumerate() {
         let ss: f64 = xr.iter().map(|&v| v as f64 * v as f64).sum();
         let scale = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
+        if let Some(inv) = inv.as_deref_mut() {
+            inv[r] = scale;
+        }
         for (v, &g) in xr.iter_mut().zip(w) {
             *v = *v * scale * (g + add);
         }
@@ -84,8 +92,8 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
 }
 
-/// Softmax of `x` in place.
-pub fn softmax(x: &mut [f32]) {
+/// Softmax of `x` in place; returns the log-sum-exp of the input.
+pub fn softmax(x: &mut [f32]) -> f32 {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f64;
     for v in x.iter_mut() {
@@ -96,6 +104,7 @@ pub fn softmax(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v *= inv;
     }
+    max + (sum.ln() as f32)
 }
 
 #[derive(Clone, Copy)]
@@ -125,7 +134,8 @@ pub struct AttnShape {
 
 /// One sequence's attention: `t` queries at positions `start..start + t` (`q`: `t x n_head*head_dim`) over the cached
 /// keys and values of positions `0..start + t` (`k`, `v`: `(start + t) x n_kv_head*head_dim`), into `out`
-/// (`t x n_head*head_dim`).
+/// (`t x n_head*head_dim`). `lse`, when given (`t x n_head`), receives each (query, head) row's log-sum-exp of the
+/// scaled scores: with `out`, all a flash-style backward needs to recompute the probabilities.
 pub struct AttnJob<'a> {
     pub q: &'a [f32],
     pub k: &'a [f32],
@@ -133,11 +143,13 @@ pub struct AttnJob<'a> {
     pub t: usize,
     pub start: usize,
     pub out: &'a mut [f32],
+    pub lse: Option<&'a mut [f32]>,
 }
 
 /// Causal attention for one sequence; query head h reads KV head `h / (n_head / n_kv_head)`.
+#[cfg(test)]
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, start: usize, s: AttnShape, out: &mut [f32]) {
-    attention_batch(&mut [AttnJob { q, k, v, t, start, out }], s);
+    attention_batch(&mut [AttnJob { q, k, v, t, start, out, lse: None }], s);
 }
 
 /// Attention for several sequences in one parallel pass over all their (query, head) rows.
@@ -156,6 +168,8 @@ pub fn attention_batch(jobs: &mut [AttnJob], s: AttnShape) {
     }
     first.push(n);
     let outs: Vec<OutRows> = jobs.iter_mut().map(|j| OutRows(j.out.as_mut_ptr())).collect();
+    let lses: Vec<Option<OutRows>> =
+        jobs.iter_mut().map(|j| j.lse.as_deref_mut().map(|l| OutRows(l.as_mut_ptr()))).collect();
     let jobs = &*jobs;
     let one = |task: usize| {
         let ji = first.partition_point(|&f| f <= task) - 1;
@@ -175,7 +189,11 @@ pub fn attention_batch(jobs: &mut [AttnJob], s: AttnShape) {
                 }
             })
             .collect();
-        softmax(&mut scores);
+        let lse = softmax(&mut scores);
+        if let Some(l) = lses[ji] {
+            // SAFETY: task (job, idx) writes only entry idx of that job's lse, which outlives this call.
+            unsafe { *l.get().add(idx) = lse };
+        }
         // SAFETY: task (job, idx) writes only row idx of that job's output, which outlives this call.
         let o = unsafe { std::slice::from_raw_parts_mut(outs[ji].get().add(idx * hd), hd) };
         o.fill(0.0);

@@ -11,7 +11,7 @@ use super::{Model, ModelConfig};
 use crate::cpu::QMatrix;
 use crate::{EngineError, Result};
 
-/// One projection's low-rank update.
+/// One projection's low-rank update `scale * B A`, in f32 (trainable; the base stays in its own format).
 pub struct LoraPair {
     /// `r x in`.
     a: QMatrix,
@@ -21,6 +21,48 @@ pub struct LoraPair {
 }
 
 impl LoraPair {
+    /// A pair from row-major values: `a` is `rank x in_dim`, `b` is `out_dim x rank`; `scale` is `alpha / r`
+    /// (`alpha / sqrt(r)` with rsLoRA).
+    pub fn new(rank: usize, in_dim: usize, out_dim: usize, a: Vec<f32>, b: Vec<f32>, scale: f32) -> Result<Self> {
+        Ok(LoraPair { a: QMatrix::from_f32(rank, in_dim, a)?, b: QMatrix::from_f32(out_dim, rank, b)?, scale })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.a.rows()
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.a.cols()
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.b.rows()
+    }
+
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// A, `rank x in_dim`, row-major.
+    pub fn a(&self) -> &[f32] {
+        self.a.f32_values().expect("LoRA matrices are f32")
+    }
+
+    /// B, `out_dim x rank`, row-major.
+    pub fn b(&self) -> &[f32] {
+        self.b.f32_values().expect("LoRA matrices are f32")
+    }
+
+    /// A, to update in place (an optimiser step).
+    pub fn a_mut(&mut self) -> &mut [f32] {
+        self.a.f32_values_mut().expect("LoRA matrices are f32")
+    }
+
+    /// B, to update in place.
+    pub fn b_mut(&mut self) -> &mut [f32] {
+        self.b.f32_values_mut().expect("LoRA matrices are f32")
+    }
+
     /// `y += scale * (x A^T) B^T` for `t` rows.
     pub fn add_to(&self, x: &[f32], t: usize, y: &mut [f32]) {
         let r = self.a.rows();
@@ -161,24 +203,20 @@ impl Adapter {
             };
             let (ar, ac, av) = mat(a)?;
             let (br, bc, mut bv) = mat(b)?;
-            if ac != lin.w.cols() || br != lin.w.rows() || ar != bc {
+            if ac != lin.in_dim() || br != lin.out_dim() || ar != bc {
                 return Err(EngineError::Format(format!(
                     "{}: layer {layer} {module}: A is {ar}x{ac} and B {br}x{bc}, the base projection is {}x{} \
                      (an adapter for another model?)",
                     self.dir,
-                    lin.w.rows(),
-                    lin.w.cols()
+                    lin.out_dim(),
+                    lin.in_dim()
                 )));
             }
             if config.rope_interleaved && (module == "q_proj" || module == "k_proj") {
                 let heads = if module == "q_proj" { config.n_head } else { config.n_kv_head };
                 bv = permute_rows_for_interleaved_rope(&bv, br, bc, heads);
             }
-            lin.lora = Some(LoraPair {
-                a: QMatrix::from_f32(ar, ac, av)?,
-                b: QMatrix::from_f32(br, bc, bv)?,
-                scale: self.scale as f32,
-            });
+            lin.set_lora(LoraPair::new(ar, ac, br, av, bv, self.scale as f32)?)?;
         }
         Ok(())
     }

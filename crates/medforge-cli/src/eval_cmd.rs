@@ -1,19 +1,87 @@
-//! `medforge score`, `medforge eval` and `medforge report`: thin argument handling over medforge-eval.
+//! `medforge score`, `medforge eval`, `medforge report` and `medforge perplexity`: arguments over medforge-eval.
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
+use anyhow::{anyhow, bail, Result};
+use clap::{Args, ValueEnum};
 use medforge_engine::source::{ModelSource, OpenedModel};
 use medforge_engine::LoadOptions;
-use medforge_eval::metrics::bleu::{corpus_bleu, sentence_bleu, BleuConfig, BleuTokenizer};
-use medforge_eval::metrics::meteor::Meteor;
-use medforge_eval::metrics::rouge::{rouge, RougeConfig, RougeTokenizer};
-use medforge_eval::metrics::squad::{squad_scores, SquadScores};
+use medforge_eval::metrics::bleu::BleuTokenizer;
+use medforge_eval::metrics::rouge::{RougeConfig, RougeTokenizer};
+use medforge_eval::perplexity::{missed_targets, write_outputs, TargetsMissed};
 use medforge_eval::report::{load_run, safe_name, summarize, write_report, write_run};
 use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark};
-use medforge_eval::scores::{hierarchy, korean_proficiency, reasoning_format};
+use medforge_eval::score::{read_pairs, read_texts, score, BertScoreOptions, Metric, ScoreOptions};
 use medforge_llm::backend::GenParams;
-use serde_json::{json, Value};
+
+/// sacrebleu's tokenizers.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BleuTokenizeArg {
+    #[value(name = "13a")]
+    Tok13a,
+    Intl,
+    Char,
+    None,
+}
+
+impl From<BleuTokenizeArg> for BleuTokenizer {
+    fn from(t: BleuTokenizeArg) -> BleuTokenizer {
+        match t {
+            BleuTokenizeArg::Tok13a => BleuTokenizer::Tok13a,
+            BleuTokenizeArg::Intl => BleuTokenizer::Intl,
+            BleuTokenizeArg::Char => BleuTokenizer::Char,
+            BleuTokenizeArg::None => BleuTokenizer::None,
+        }
+    }
+}
+
+/// ROUGE tokenizers.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RougeTokenizerArg {
+    /// rouge-score's: lowercase [a-z0-9] words only.
+    Reference,
+    /// Unicode letters and digits (Korean), not comparable with rouge-score.
+    Unicode,
+}
+
+impl From<RougeTokenizerArg> for RougeTokenizer {
+    fn from(t: RougeTokenizerArg) -> RougeTokenizer {
+        match t {
+            RougeTokenizerArg::Reference => RougeTokenizer::Reference,
+            RougeTokenizerArg::Unicode => RougeTokenizer::Unicode,
+        }
+    }
+}
+
+/// The built-in MCQ benchmarks.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BenchmarkArg {
+    Medqa,
+    Medmcqa,
+    Pubmedqa,
+    MmluMedical,
+    Kormedmcqa,
+}
+
+impl From<BenchmarkArg> for Benchmark {
+    fn from(b: BenchmarkArg) -> Benchmark {
+        match b {
+            BenchmarkArg::Medqa => Benchmark::Medqa,
+            BenchmarkArg::Medmcqa => Benchmark::Medmcqa,
+            BenchmarkArg::Pubmedqa => Benchmark::Pubmedqa,
+            BenchmarkArg::MmluMedical => Benchmark::MmluMedical,
+            BenchmarkArg::Kormedmcqa => Benchmark::Kormedmcqa,
+        }
+    }
+}
+
+/// How MCQ answers are read from the model.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// Generate an answer and read its letter.
+    Gen,
+    /// Rank the options by log-likelihood.
+    Loglik,
+}
 
 /// Arguments of `medforge score`.
 #[derive(Args)]
@@ -39,20 +107,20 @@ pub struct ScoreArgs {
     /// A JSONL of {"ref": .., "hyp": ..} objects instead of --refs/--hyps.
     #[arg(long, conflicts_with_all = ["refs", "hyps"])]
     pairs: Option<PathBuf>,
-    /// Comma-separated: bleu, rouge, meteor, em, f1; the seed's hypothesis-only scores format (reasoning
+    /// Comma-separated: bleu, rouge, meteor, em, f1; the reference pipelines' hypothesis-only scores format (reasoning
     /// format), hierarchy (depth >= 3, <= 5 items per level) and korean (Hangul ratio, term coverage
     /// with --terms); bertscore (P/R/F1 over a local BERT encoder: --bertscore-model).
     #[arg(long, default_value = "bleu,rouge,meteor,em,f1")]
     metrics: String,
-    /// sacrebleu tokenizer: 13a, intl, char or none.
-    #[arg(long, default_value = "13a")]
-    bleu_tokenize: String,
+    /// sacrebleu tokenizer.
+    #[arg(long, value_enum, default_value = "13a")]
+    bleu_tokenize: BleuTokenizeArg,
     /// Porter-stem ROUGE tokens (rouge-score's use_stemmer=True).
     #[arg(long)]
     rouge_stemmer: bool,
-    /// ROUGE tokenizer: reference (rouge-score's) or unicode.
-    #[arg(long, default_value = "reference")]
-    rouge_tokenizer: String,
+    /// ROUGE tokenizer: rouge-score's, or one that keeps Unicode letters.
+    #[arg(long, value_enum, default_value = "reference")]
+    rouge_tokenizer: RougeTokenizerArg,
     /// A WordNet dict folder for METEOR's synonym stage.
     #[arg(long)]
     wordnet: Option<PathBuf>,
@@ -83,222 +151,48 @@ pub struct ScoreArgs {
     json: bool,
 }
 
-fn read_texts(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let jsonl = path.extension().is_some_and(|e| e == "jsonl");
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if !jsonl {
-            out.push(line.to_string());
-            continue;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-        let s = match &v {
-            Value::String(s) => s.clone(),
-            Value::Object(o) => ["text", "hyp", "ref", "prediction", "reference", "answer"]
-                .iter()
-                .find_map(|k| o.get(*k).and_then(Value::as_str))
-                .ok_or_else(|| anyhow!("{}:{}: no `text` field", path.display(), i + 1))?
-                .to_string(),
-            _ => bail!("{}:{}: expected a string or an object", path.display(), i + 1),
-        };
-        out.push(s);
-    }
-    Ok(out)
-}
-
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        0.0
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
-}
-
 impl ScoreArgs {
     pub fn run(self) -> Result<()> {
-        let (refs, hyps) = if let Some(p) = &self.pairs {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let mut r = Vec::new();
-            let mut h = Vec::new();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}", p.display(), i + 1))?;
-                r.push(v["ref"].as_str().ok_or_else(|| anyhow!("{}:{}: no `ref`", p.display(), i + 1))?.to_string());
-                h.push(v["hyp"].as_str().ok_or_else(|| anyhow!("{}:{}: no `hyp`", p.display(), i + 1))?.to_string());
-            }
-            (r, h)
-        } else {
-            let refs = read_texts(self.refs.as_deref().expect("clap requires refs"))?;
-            let hyps = read_texts(self.hyps.as_deref().expect("clap requires hyps"))?;
-            (refs, hyps)
+        let (refs, hyps) = match &self.pairs {
+            Some(p) => read_pairs(p)?,
+            None => (
+                read_texts(self.refs.as_deref().expect("clap requires refs"))?,
+                read_texts(self.hyps.as_deref().expect("clap requires hyps"))?,
+            ),
         };
-        if refs.len() != hyps.len() {
-            bail!("{} references but {} hypotheses: they pair up line by line", refs.len(), hyps.len());
-        }
-        let metrics: Vec<String> =
-            self.metrics.split(',').map(|m| m.trim().to_ascii_lowercase()).filter(|m| !m.is_empty()).collect();
-        for m in &metrics {
-            match m.as_str() {
-                "bleu" | "rouge" | "meteor" | "em" | "f1" | "format" | "hierarchy" | "korean" | "bertscore" => {}
-                other => {
-                    bail!("unknown metric `{other}`: use bleu, rouge, meteor, em, f1, format, hierarchy, korean, bertscore")
-                }
-            }
-        }
-        let has = |m: &str| metrics.iter().any(|x| x == m);
-        let tok = BleuTokenizer::parse(&self.bleu_tokenize)
-            .ok_or_else(|| anyhow!("--bleu-tokenize must be 13a, intl, char or none, not `{}`", self.bleu_tokenize))?;
-        let rcfg = RougeConfig {
-            stemmer: self.rouge_stemmer,
-            tokenizer: match self.rouge_tokenizer.as_str() {
-                "reference" => RougeTokenizer::Reference,
-                "unicode" => RougeTokenizer::Unicode,
-                o => bail!("--rouge-tokenizer must be reference or unicode, not `{o}`"),
-            },
+        let bertscore = self
+            .bertscore_model
+            .clone()
+            .or_else(|| std::env::var_os("MEDFORGE_BERTSCORE_MODEL").map(PathBuf::from))
+            .map(|model| BertScoreOptions {
+                model,
+                layer: self.bertscore_layer,
+                idf: self.bertscore_idf,
+                batch_size: self.bertscore_batch,
+            });
+        let opts = ScoreOptions {
+            metrics: Metric::parse_list(&self.metrics)?,
+            bleu_tokenizer: self.bleu_tokenize.into(),
+            rouge: RougeConfig { stemmer: self.rouge_stemmer, tokenizer: self.rouge_tokenizer.into() },
+            wordnet: self.wordnet.clone(),
+            terms: self.terms.clone(),
+            options: self.options,
+            bertscore,
         };
-        let bert = if has("bertscore") {
-            let dir = self
-                .bertscore_model
-                .clone()
-                .or_else(|| std::env::var_os("MEDFORGE_BERTSCORE_MODEL").map(PathBuf::from))
-                .ok_or_else(|| {
-                    anyhow!(
-                        "bertscore needs an encoder: --bertscore-model DIR (a Hugging Face BERT folder with \
-                         config.json, model.safetensors, tokenizer.json) or $MEDFORGE_BERTSCORE_MODEL"
-                    )
-                })?;
-            let mut s = medforge_eval::bertscore::BertScorer::load(&dir, self.bertscore_layer)
-                .with_context(|| format!("loading the BERTScore encoder {}", dir.display()))?;
-            s.batch_size = self.bertscore_batch.max(1);
-            Some(s)
-        } else {
-            None
-        };
-        let meteor = if has("meteor") { Some(Meteor::find(self.wordnet.as_deref())) } else { None };
-        let n = refs.len();
-        let mut summary = serde_json::Map::new();
-        summary.insert("pairs".into(), json!(n));
-        let mut per: Vec<serde_json::Map<String, Value>> = vec![serde_json::Map::new(); n];
-        if has("bleu") {
-            let rr: Vec<Vec<&str>> = refs.iter().map(|r| vec![r.as_str()]).collect();
-            let c = corpus_bleu(&BleuConfig::default().with_tokenizer(tok), &hyps, &rr);
-            summary.insert("bleu".into(), json!(c.score));
-            summary.insert("bleu_tokenize".into(), json!(tok.name()));
-            for k in 1..=4 {
-                let ck = corpus_bleu(&BleuConfig::default().with_tokenizer(tok).with_max_order(k), &hyps, &rr);
-                summary.insert(format!("bleu{k}"), json!(ck.score));
-            }
-            let sc = BleuConfig::sentence().with_tokenizer(tok);
-            let s: Vec<f64> = (0..n).map(|i| sentence_bleu(&sc, &hyps[i], &[&refs[i]]).score).collect();
-            for (p, v) in per.iter_mut().zip(&s) {
-                p.insert("bleu".into(), json!(v));
-            }
-            summary.insert("sentence_bleu_mean".into(), json!(mean(&s)));
-        }
-        if has("rouge") {
-            let rs: Vec<_> = (0..n).map(|i| rouge(&rcfg, &refs[i], &hyps[i])).collect();
-            for (k, get) in [
-                ("rouge1", (|s: &medforge_eval::metrics::rouge::RougeScores| s.rouge1.fmeasure) as fn(&_) -> f64),
-                ("rouge2", |s| s.rouge2.fmeasure),
-                ("rougeL", |s| s.rouge_l.fmeasure),
-                ("rougeLsum", |s| s.rouge_lsum.fmeasure),
-            ] {
-                let v: Vec<f64> = rs.iter().map(get).collect();
-                for (p, x) in per.iter_mut().zip(&v) {
-                    p.insert(k.into(), json!(x));
-                }
-                summary.insert(k.into(), json!(mean(&v)));
-            }
-        }
-        if let Some(m) = &meteor {
-            let v: Vec<f64> = (0..n).map(|i| m.score(&[&refs[i]], &hyps[i])).collect();
-            for (p, x) in per.iter_mut().zip(&v) {
-                p.insert("meteor".into(), json!(x));
-            }
-            summary.insert("meteor".into(), json!(mean(&v)));
-            summary.insert("meteor_wordnet".into(), json!(m.wordnet.is_some()));
-        }
-        if has("em") || has("f1") {
-            let s: Vec<SquadScores> = (0..n).map(|i| squad_scores(&hyps[i], &refs[i])).collect();
-            let em: Vec<f64> = s.iter().map(|x| x.exact_match).collect();
-            let f1: Vec<f64> = s.iter().map(|x| x.f1).collect();
-            for (name, v) in [("em", em), ("f1", f1)] {
-                if has(name) {
-                    for (p, x) in per.iter_mut().zip(&v) {
-                        p.insert(name.into(), json!(x));
-                    }
-                    summary.insert(name.into(), json!(mean(&v)));
-                }
-            }
-        }
-        if let Some(b) = &bert {
-            let v = b.score(&refs, &hyps, self.bertscore_idf)?;
-            for (p, x) in per.iter_mut().zip(&v) {
-                p.insert("bertscore_p".into(), json!(x.p));
-                p.insert("bertscore_r".into(), json!(x.r));
-                p.insert("bertscore_f1".into(), json!(x.f));
-            }
-            summary.insert("bertscore_p".into(), json!(mean(&v.iter().map(|x| x.p).collect::<Vec<_>>())));
-            summary.insert("bertscore_r".into(), json!(mean(&v.iter().map(|x| x.r).collect::<Vec<_>>())));
-            summary.insert("bertscore_f1".into(), json!(mean(&v.iter().map(|x| x.f).collect::<Vec<_>>())));
-            summary.insert("bertscore_layer".into(), json!(b.layers()));
-            summary.insert("bertscore_idf".into(), json!(self.bertscore_idf));
-        }
-        if has("format") {
-            let v: Vec<f64> = hyps.iter().map(|h| reasoning_format(h, self.options).score).collect();
-            for (p, x) in per.iter_mut().zip(&v) {
-                p.insert("format".into(), json!(x));
-            }
-            summary.insert("format".into(), json!(mean(&v)));
-        }
-        if has("hierarchy") {
-            let v: Vec<_> = hyps.iter().map(|h| hierarchy(h)).collect();
-            for (p, x) in per.iter_mut().zip(&v) {
-                p.insert("hierarchy".into(), json!(x.score));
-                p.insert("hierarchy_compliant".into(), json!(x.compliant));
-            }
-            summary.insert("hierarchy".into(), json!(mean(&v.iter().map(|x| x.score).collect::<Vec<_>>())));
-            summary.insert(
-                "hierarchy_compliant_share".into(),
-                json!(v.iter().filter(|x| x.compliant).count() as f64 / n.max(1) as f64),
-            );
-        }
-        if has("korean") {
-            let terms = match &self.terms {
-                Some(t) => Some(
-                    medforge_text::lang::TermList::from_file(t).with_context(|| format!("reading {}", t.display()))?,
-                ),
-                None => None,
-            };
-            let v: Vec<_> = hyps.iter().map(|h| korean_proficiency(h, terms.as_ref())).collect();
-            for (p, x) in per.iter_mut().zip(&v) {
-                p.insert("hangul_ratio".into(), json!(x.hangul_ratio));
-                if let Some(c) = x.term_coverage {
-                    p.insert("term_coverage".into(), json!(c));
-                }
-            }
-            summary.insert("hangul_ratio".into(), json!(mean(&v.iter().map(|x| x.hangul_ratio).collect::<Vec<_>>())));
-            if terms.is_some() {
-                let c: Vec<f64> = v.iter().filter_map(|x| x.term_coverage).collect();
-                summary.insert("term_coverage".into(), json!(mean(&c)));
-            }
-        }
+        let report = score(&refs, &hyps, &opts)?;
         if let Some(p) = &self.per_pair {
             let mut buf = Vec::new();
-            for row in per {
-                serde_json::to_writer(&mut buf, &row)?;
+            for row in &report.per_pair {
+                serde_json::to_writer(&mut buf, row)?;
                 buf.push(b'\n');
             }
             medforge_data::write::write_atomic(p, &buf)?;
         }
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            println!("{}", serde_json::to_string_pretty(&report.summary)?);
         } else {
-            println!("{n} pairs");
-            for (k, v) in &summary {
+            println!("{} pairs", refs.len());
+            for (k, v) in &report.summary {
                 if k != "pairs" {
                     match v.as_f64() {
                         Some(x) => println!("  {k:<20} {x:.4}"),
@@ -327,15 +221,15 @@ impl ScoreArgs {
 pub struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa.
-    #[arg(long)]
-    benchmark: String,
+    /// The benchmark (its data preset reads --data).
+    #[arg(long, value_enum)]
+    benchmark: BenchmarkArg,
     /// The benchmark file or folder (read with the benchmark's data preset).
     #[arg(long)]
     data: PathBuf,
-    /// gen (generate and extract the letter) or loglik (rank the options by log-likelihood).
-    #[arg(long, default_value = "gen")]
-    mode: String,
+    /// gen: generate and read the letter; loglik: rank the options by log-likelihood.
+    #[arg(long, value_enum, default_value = "gen")]
+    mode: ModeArg,
     /// Evaluate only the first N items.
     #[arg(long)]
     limit: Option<usize>,
@@ -407,20 +301,19 @@ impl ModelArgs {
 
 impl EvalArgs {
     pub fn run(self) -> Result<()> {
-        let bench = Benchmark::parse(&self.benchmark).ok_or_else(|| {
-            anyhow!("unknown benchmark `{}`: use medqa, medmcqa, pubmedqa, mmlu-medical or kormedmcqa", self.benchmark)
-        })?;
-        if !matches!(self.mode.as_str(), "gen" | "loglik") {
-            bail!("--mode must be gen or loglik, not `{}`", self.mode);
-        }
+        let bench = Benchmark::from(self.benchmark);
+        let mode = match self.mode {
+            ModeArg::Gen => "gen",
+            ModeArg::Loglik => "loglik",
+        };
         let OpenedModel { name: model, chat: backend, scorer, concurrency } = self.model.open()?;
         let items = load_benchmark(bench, &self.data, self.limit)?;
         eprintln!("{}: {} items from {}", bench.name(), items.len(), self.data.display());
         let rt = medforge_llm::client::runtime()?;
         let bars = crate::progress::Bars::new();
-        let label = if self.mode == "gen" { "questions" } else { "options" };
+        let label = if mode == "gen" { "questions" } else { "options" };
         let progress = |done: u64, total: u64| bars.update(label, done, total, None);
-        let results = if self.mode == "gen" {
+        let results = if mode == "gen" {
             let params = GenParams { max_tokens: Some(self.max_tokens), temperature: Some(0.0), ..Default::default() };
             rt.block_on(run_generation(backend, &items, bench.korean(), params, concurrency, &progress))
         } else {
@@ -431,16 +324,16 @@ impl EvalArgs {
         if errors == results.len() {
             bail!("every request failed; the first error: {}", results[0].detail);
         }
-        let run = summarize(&model, bench.name(), &self.mode, results, self.step, self.seed);
+        let run = summarize(&model, bench.name(), mode, results, self.step, self.seed);
         let out = self.out.clone().unwrap_or_else(|| {
-            PathBuf::from("out/eval").join(format!("{}_{}_{}", safe_name(&model), bench.name(), self.mode))
+            PathBuf::from("out/eval").join(format!("{}_{}_{mode}", safe_name(&model), bench.name()))
         });
         let files = write_run(&out, &run)?;
         let a = run.summary.accuracy;
         println!(
             "{model} on {} ({}): accuracy {:.1}% (95% CI {:.1}–{:.1}%), {}/{} correct, {} unparseable, {} errors",
             bench.name(),
-            self.mode,
+            mode,
             a.accuracy * 100.0,
             a.ci_low * 100.0,
             a.ci_high * 100.0,
@@ -542,26 +435,8 @@ impl PerplexityArgs {
             bail!("every row failed; the first error: {first}");
         }
         let out = self.out.clone().unwrap_or_else(|| PathBuf::from("out/perplexity").join(safe_name(&model)));
-        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        let mut csv = String::from("id,training_type,tokens,nll,perplexity,error\n");
-        for r in &report.rows {
-            let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-            csv.push_str(&format!(
-                "{},{},{},{:.6},{:.6},{}\n",
-                q(&r.id),
-                q(&r.group),
-                r.tokens,
-                r.nll,
-                r.perplexity,
-                q(r.error.as_deref().unwrap_or(""))
-            ));
-        }
-        medforge_data::write::write_atomic(&out.join("perplexity_rows.csv"), csv.as_bytes())?;
-        let summary = json!({"model": report.model, "data": self.data.display().to_string(),
-            "groups": report.groups, "overall": report.overall, "errors": report.errors});
-        medforge_data::write::write_atomic(&out.join("perplexity.json"), &serde_json::to_vec_pretty(&summary)?)?;
+        write_outputs(&out, &report, &self.data)?;
         println!("{:<18} {:>6} {:>8} {:>11} {:>8}  target", "training_type", "rows", "tokens", "perplexity", "");
-        let mut missed = Vec::new();
         let line = |name: &str, g: &medforge_eval::perplexity::GroupPpl| {
             let t = match (g.target, g.meets_target) {
                 (Some(t), Some(true)) => format!("<= {t}: met"),
@@ -572,14 +447,8 @@ impl PerplexityArgs {
         };
         for (name, g) in &report.groups {
             line(name, g);
-            if g.meets_target == Some(false) {
-                missed.push(name.clone());
-            }
         }
         line("all", &report.overall);
-        if report.overall.meets_target == Some(false) {
-            missed.push("all".into());
-        }
         for t in targets.keys() {
             if t != "all" && !report.groups.contains_key(t) {
                 eprintln!("warning: --target {t}: no rows of that training type in {}", self.data.display());
@@ -589,9 +458,9 @@ impl PerplexityArgs {
             eprintln!("{} rows could not be scored (see perplexity_rows.csv)", report.errors);
         }
         println!("wrote perplexity.json and perplexity_rows.csv to {}", out.display());
+        let missed = missed_targets(&report);
         if !missed.is_empty() {
-            eprintln!("perplexity targets not met: {}", missed.join(", "));
-            std::process::exit(3);
+            return Err(TargetsMissed(missed).into());
         }
         Ok(())
     }

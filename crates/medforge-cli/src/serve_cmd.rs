@@ -46,6 +46,13 @@ pub struct ServeArgs {
     max_body_bytes: usize,
 }
 
+/// Arguments of `medforge model`.
+#[derive(Args)]
+pub struct ModelArgs {
+    #[command(subcommand)]
+    command: ModelCommand,
+}
+
 #[derive(Subcommand)]
 pub enum ModelCommand {
     /// Architecture, parameter count, quantisation, vocabulary and chat template of a GGUF file or HF folder.
@@ -60,7 +67,13 @@ pub enum ModelCommand {
     },
 }
 
-pub fn model(cmd: ModelCommand) -> Result<()> {
+impl ModelArgs {
+    pub fn run(self) -> Result<()> {
+        model(self.command)
+    }
+}
+
+fn model(cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::Inspect { path, json } => {
             let info = medforge_engine::inspect(&path).with_context(|| format!("inspecting {}", path.display()))?;
@@ -106,7 +119,13 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
     }
 }
 
-pub fn serve(args: ServeArgs) -> Result<()> {
+impl ServeArgs {
+    pub fn run(self) -> Result<()> {
+        serve(self)
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
     let api_key = match &args.api_key_env {
         Some(var) => match std::env::var(var) {
             Ok(k) if !k.is_empty() => Some(k),

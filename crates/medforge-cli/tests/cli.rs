@@ -117,7 +117,9 @@ fn convert_explains_what_to_do_when_nothing_fits() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--preset"), "{}", stderr(&o));
     let o = run(&["convert", p.to_str().unwrap(), "o.jsonl", "--format", "jsonn"]);
-    assert!(stderr(&o).contains("did you mean `jsonl`?"), "{}", stderr(&o));
+    // A mistyped value names the valid ones and suggests the closest (clap's value enums).
+    assert!(stderr(&o).contains("a similar value exists: 'jsonl'"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("possible values: jsonl, parquet, hf"), "{}", stderr(&o));
 }
 
 #[test]

@@ -1,7 +1,7 @@
-//! The seed's progressive split workflow: a fixed holdout per specialty, an initial training share,
+//! The Meerkat progressive pipeline's split workflow: a fixed holdout per specialty, an initial training share,
 //! an eval share of that, and a pool of the rest that later rounds draw from.
 //!
-//! The seed (`create_datasets` / `update_training_data` in its dataset-preparation script) does:
+//! That pipeline (`create_datasets` / `update_training_data` in its dataset-preparation script) does:
 //! 1. per specialty, `HOLDOUT_SAMPLES_PER_SPECIALTY` (10) "diverse" questions: sort by question length,
 //!    cut into that many equal bins, take one at random from each bin;
 //! 2. per specialty, `INITIAL_TRAIN_PERCENTAGE` (0.5) of the remaining rows, or the specialty's own
@@ -34,26 +34,26 @@ use crate::taxonomy::write_json;
 
 /// File name of the plan inside a split folder.
 pub const PLAN_FILE: &str = "split_plan.json";
-/// File name of the statistics inside a split folder (the seed's name).
+/// File name of the statistics inside a split folder (the Meerkat pipeline's name).
 pub const STATS_FILE: &str = "dataset_stats.json";
 /// Tolerance for `floor(n * fraction)`, so that `0.29 * 100` gives 29 and not 28.
 const EPS: f64 = 1e-9;
 
-/// Options of [`plan_splits`]; defaults are the seed's.
+/// Options of [`plan_splits`]; defaults are the Meerkat pipeline's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitOptions {
     /// Held-out rows per specialty (seed: 10). A specialty with this many rows or fewer goes to the
-    /// holdout entirely, as in the seed: a fixed test set for it matters more than a few training rows.
+    /// holdout entirely, as in the Meerkat pipeline: a fixed test set for it matters more than a few training rows.
     pub holdout_per_specialty: usize,
     /// Share of each specialty's non-holdout rows drawn for train + eval (seed: 0.5). At least one row
-    /// is drawn when the share is above 0 (the seed forces one row even at 0; an explicit 0 here
+    /// is drawn when the share is above 0 (that pipeline forces one row even at 0; an explicit 0 here
     /// means none).
     pub train_fraction: f64,
     /// Share of the drawn rows that go to eval, per specialty (seed: 0.2, stratified);
     /// `round(drawn * eval_fraction)`, but at least one drawn row stays in train.
     pub eval_fraction: f64,
     pub seed: u64,
-    /// Per-specialty override of `train_fraction` (the seed's `SPECIALTY_SAMPLE_PERCENTAGES`).
+    /// Per-specialty override of `train_fraction` (the Meerkat pipeline's `SPECIALTY_SAMPLE_PERCENTAGES`).
     #[serde(default)]
     pub specialty_fractions: BTreeMap<String, f64>,
 }
@@ -111,7 +111,7 @@ pub struct SpecialtyChange {
     pub pool_left: usize,
 }
 
-/// `dataset_stats.json`: the seed's keys first, then per-split counts the seed did not keep.
+/// `dataset_stats.json`: the Meerkat pipeline's keys first, then per-split counts it did not keep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetStats {
     pub total_specialties: usize,
@@ -119,7 +119,7 @@ pub struct DatasetStats {
     pub train_samples: usize,
     pub eval_samples: usize,
     pub eval_pool_samples: usize,
-    /// Rows drawn for training per specialty, train + eval, as the seed counts them (its `train_data`
+    /// Rows drawn for training per specialty, train + eval, as the Meerkat pipeline counts them (its `train_data`
     /// before the eval split); every specialty is listed, zeros included.
     pub samples_per_specialty: BTreeMap<String, usize>,
     pub train_per_specialty: BTreeMap<String, usize>,
@@ -162,7 +162,7 @@ fn by_specialty(records: &[Record]) -> BTreeMap<&str, Vec<usize>> {
     m
 }
 
-/// The seed's `sample_diverse_queries`: sort by question length (then id, so equal lengths have a
+/// The Meerkat pipeline's `sample_diverse_queries`: sort by question length (then id, so equal lengths have a
 /// fixed order), cut into `n` bins of `len / n` rows, draw one row per bin. Returned short to long.
 fn diverse_holdout(records: &[Record], rows: &[usize], n: usize, rng: &mut StableRng) -> Vec<usize> {
     if rows.len() <= n {
@@ -250,7 +250,7 @@ impl SplitPlan {
 /// Grow the train split of recommended specialties from the pool; holdout and eval are kept as they
 /// are (same ids, same order).
 ///
-/// For `Target::Increase(f)` the rows drawn for training (train + eval) grow by `f`, as the seed's
+/// For `Target::Increase(f)` the rows drawn for training (train + eval) grow by `f`, as the Meerkat pipeline's
 /// raised percentage would: `train_target = ceil((train + eval) * (1 + f)) - eval`, and at least one
 /// more row when `f > 0`. `Target::Samples(n)` asks for `n` train rows. Rows come from the front of
 /// the specialty's pool, which is already in seeded-shuffle order, so the choice is random yet
@@ -384,7 +384,7 @@ pub fn dataset_stats(plan: &SplitPlan, records: &[Record]) -> Result<DatasetStat
     })
 }
 
-/// The four splits with their JSONL file and Hugging Face folder names (the folders use the seed's
+/// The four splits with their JSONL file and Hugging Face folder names (the folders use the Meerkat pipeline's
 /// `save_to_disk` names).
 pub const SPLIT_FILES: [(&str, &str, &str); 4] = [
     ("holdout", "holdout.jsonl", "holdout_dataset"),
@@ -423,7 +423,7 @@ mod tests {
         for (s, n) in specialties {
             for i in 0..*n {
                 let mut r =
-                    Record::new(format!("{s}-{i:03}"), "seed", RecordKind::OpenQa, format!("q{}", "?".repeat(i)));
+                    Record::new(format!("{s}-{i:03}"), "meerkat", RecordKind::OpenQa, format!("q{}", "?".repeat(i)));
                 r.specialty = Some(s.to_string());
                 r.answer = Some(format!("answer {i}"));
                 v.push(r);
@@ -442,7 +442,7 @@ mod tests {
         }
     }
 
-    fn seed_recommendations() -> Recommendations {
+    fn meerkat_recommendations() -> Recommendations {
         serde_json::from_value(serde_json::json!({
             "low_performing_specialties": [
                 {"specialty": "neurology", "medical_entity_f1": 0.21, "sample_count": 5, "improvement": 0.01},
@@ -465,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn plan_follows_the_seed_proportions() {
+    fn plan_follows_the_meerkat_proportions() {
         let recs = rows(&[("Cardiology", 60), ("Neurology", 60), ("Rare", 4)]);
         let p = plan_splits(&recs, &opts()).unwrap();
         // 55 left after holdout; floor(55 * 0.3) = 16 drawn; round(16 * 0.2) = 3 eval.
@@ -475,7 +475,7 @@ mod tests {
             assert_eq!(of(&p.train, s).len(), 13);
             assert_eq!(of(&p.pool, s).len(), 39);
         }
-        // A specialty no bigger than the holdout is all holdout, as in the seed.
+        // A specialty no bigger than the holdout is all holdout, as in the Meerkat pipeline.
         assert_eq!(of(&p.holdout, "Rare").len(), 4);
         assert!(of(&p.train, "Rare").is_empty());
         let mut all: Vec<&String> = p.all_ids().collect();
@@ -548,7 +548,7 @@ mod tests {
         let loaded = SplitPlan::load(&dir.path().join(PLAN_FILE)).unwrap();
         assert_eq!(loaded, plan);
         let recs_path = dir.path().join("training_recommendations.json");
-        std::fs::write(&recs_path, serde_json::to_vec(&seed_recommendations()).unwrap()).unwrap();
+        std::fs::write(&recs_path, serde_json::to_vec(&meerkat_recommendations()).unwrap()).unwrap();
         let next = update(&loaded, &recs, &Recommendations::load(&recs_path).unwrap()).unwrap();
         let after = write_splits(dir.path(), &next, &recs).unwrap();
 
@@ -585,7 +585,7 @@ mod tests {
         assert_eq!(stats["samples_per_specialty"]["neurology"], 27);
 
         // Updating again is deterministic.
-        assert_eq!(update(&loaded, &recs, &seed_recommendations()).unwrap(), next);
+        assert_eq!(update(&loaded, &recs, &meerkat_recommendations()).unwrap(), next);
     }
 
     #[test]
@@ -601,7 +601,7 @@ mod tests {
         }))
         .unwrap();
         let mut more = recs.clone();
-        let mut extra = Record::new("Cardiology-new", "seed", RecordKind::OpenQa, "new question");
+        let mut extra = Record::new("Cardiology-new", "meerkat", RecordKind::OpenQa, "new question");
         extra.specialty = Some("Cardiology".into());
         more.push(extra);
         let next = update(&plan, &more, &r).unwrap();

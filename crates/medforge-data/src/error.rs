@@ -120,13 +120,21 @@ impl std::error::Error for RowError {}
 pub enum Error {
     #[error(transparent)]
     Row(Box<RowError>),
-    // Not a `source` field: the message already carries it, and anyhow would print it twice.
-    #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    // The message quotes the source too, so `{e}` alone says what failed; the CLI prints a cause only once.
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("{0}")]
     Config(String),
-    #[error("{context}: {message}")]
-    Write { context: String, message: String },
+    #[error("{context}: {source}")]
+    Write {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl From<RowError> for Error {
@@ -147,8 +155,8 @@ impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io { path: path.to_path_buf(), error: source }
     }
-    pub fn write(context: impl Into<String>, message: impl fmt::Display) -> Self {
-        Error::Write { context: context.into(), message: message.to_string() }
+    pub fn write(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Write { context: context.into(), source: Box::new(source) }
     }
 }
 

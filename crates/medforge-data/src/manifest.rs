@@ -157,7 +157,18 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Manifest> {
         let path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: not a medforge manifest: {e}", path.display())))
+    }
+
+    /// The config file the run was started with (`config.config_file`), as recorded.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config["config_file"].as_str().map(PathBuf::from)
+    }
+
+    /// The one stage the run was limited to (`--only`), if any.
+    pub fn only_stage(&self) -> Option<&str> {
+        self.config["only"].as_str()
     }
 }
 

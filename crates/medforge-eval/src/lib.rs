@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod perplexity;
 pub mod report;
 pub mod runner;
+pub mod score;
 pub mod scores;
 pub mod stats;
 

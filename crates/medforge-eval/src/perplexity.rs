@@ -147,6 +147,49 @@ pub fn parse_targets(specs: &[String]) -> Result<BTreeMap<String, f64>> {
     Ok(m)
 }
 
+/// The training types (and `all` for the pooled figure) whose perplexity is above their target.
+pub fn missed_targets(report: &PplReport) -> Vec<String> {
+    let mut missed: Vec<String> =
+        report.groups.iter().filter(|(_, g)| g.meets_target == Some(false)).map(|(n, _)| n.clone()).collect();
+    if report.overall.meets_target == Some(false) {
+        missed.push("all".into());
+    }
+    missed
+}
+
+/// Perplexity above a target: `medforge perplexity` exits with status 3 on it, so loop drivers and CI can tell a
+/// missed target from a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("perplexity targets not met: {}", .0.join(", "))]
+pub struct TargetsMissed(pub Vec<String>);
+
+/// Write `perplexity.json` (per type and pooled) and `perplexity_rows.csv` (every row) into `out`.
+pub fn write_outputs(out: &Path, report: &PplReport, data: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| crate::EvalError::io(out, e))?;
+    let rows: Vec<Vec<String>> = report
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.group.clone(),
+                r.tokens.to_string(),
+                format!("{:.6}", r.nll),
+                format!("{:.6}", r.perplexity),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    crate::report::write_csv(
+        &out.join("perplexity_rows.csv"),
+        &["id", "training_type", "tokens", "nll", "perplexity", "error"],
+        &rows,
+    )?;
+    let summary = serde_json::json!({"model": report.model, "data": data.display().to_string(),
+        "groups": report.groups, "overall": report.overall, "errors": report.errors});
+    crate::report::write_json(&out.join("perplexity.json"), &summary)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,12 +112,12 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(medforge_data::write::write_atomic(path, bytes)?)
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write_file(path, &serde_json::to_vec_pretty(value).map_err(|e| EvalError::json(path, e))?)
 }
 
 /// A CSV file (RFC 4180 quoting by the csv crate), written atomically.
-fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
+pub(crate) fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
     let csv_err = |source| EvalError::Csv { path: path.to_path_buf(), source };
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(header).map_err(csv_err)?;

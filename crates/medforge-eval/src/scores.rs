@@ -1,4 +1,4 @@
-//! The seed's task-specific scores: the type-4 composite, the reasoning-format score, hierarchy
+//! The reference pipelines' task-specific scores (MedGemma Korean training, hierarchical response rewrite): the type-4 composite, the reasoning-format score, hierarchy
 //! compliance and Korean proficiency.
 use serde::Serialize;
 
@@ -41,7 +41,7 @@ pub struct FormatScore {
     pub options_expected: usize,
 }
 
-/// Reasoning-format score. medforge's reading of the seed's "2/3 · 1/3 · 1/4" weighting: the
+/// Reasoning-format score. medforge's reading of the MedGemma Korean pipeline's "2/3 · 1/3 · 1/4" weighting: the
 /// structure is worth 2/3 — 1/3 for the `<reasoning>…</reasoning>` tags and 1/3 for the four ordinal
 /// sections 첫째/둘째/셋째/넷째 (1/4 of that each, a section needing ≥ 3 words) — and the option
 /// analysis 1/3, shared evenly by `A)`…`E)` (each needing ≥ 3 words and a `%` likelihood).

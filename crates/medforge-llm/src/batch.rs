@@ -16,6 +16,33 @@ use crate::openai::{classify_status, parse_completion_value, request_body};
 
 pub const CHAT_COMPLETIONS_URL: &str = "/v1/chat/completions";
 
+/// The `custom_id` medforge writes on each request: `<stage>:<row id>:<cache key>`. The key (64 hex digits) lets
+/// `medforge batch import` store an answer where a run will look for it; row ids may themselves contain `:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomId {
+    pub stage: String,
+    pub row_id: String,
+    pub key: String,
+}
+
+impl CustomId {
+    /// Read a custom id; `None` when it was not written by medforge (no stage, or no 64-hex key).
+    pub fn parse(s: &str) -> Option<CustomId> {
+        let (stage, rest) = s.split_once(':')?;
+        let (row_id, key) = rest.rsplit_once(':')?;
+        if stage.is_empty() || key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(CustomId { stage: stage.into(), row_id: row_id.into(), key: key.into() })
+    }
+}
+
+impl std::fmt::Display for CustomId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.stage, self.row_id, self.key)
+    }
+}
+
 /// One request line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,5 +211,15 @@ mod tests {
             "{\"custom_id\":\"a\",\"error\":{\"code\":\"x\"}}\n{\"custom_id\":\"a\",\"error\":{\"code\":\"x\"}}\n";
         assert!(matches!(read_results(dup.as_bytes()), Err(BatchError::DuplicateId(_))));
         assert!(matches!(read_results("{\"x\":1}\n".as_bytes()), Err(BatchError::Line { line: 1, .. })));
+    }
+
+    #[test]
+    fn custom_ids_round_trip_and_reject_foreign_ones() {
+        let key = "a".repeat(64);
+        let id = CustomId { stage: "label".into(), row_id: "medqa:dev:3".into(), key: key.clone() };
+        assert_eq!(CustomId::parse(&id.to_string()), Some(id));
+        assert_eq!(CustomId::parse("label:row"), None);
+        assert_eq!(CustomId::parse(&format!("label:row:{}", "z".repeat(64))), None);
+        assert_eq!(CustomId::parse(&format!(":row:{key}")), None);
     }
 }

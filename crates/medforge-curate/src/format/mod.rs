@@ -83,7 +83,7 @@ pub enum FormatError {
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;
 
 /// System prompts per training type. `{open}` and `{close}` are replaced by the reasoning markers; an empty prompt
-/// means no system message. The defaults are the Korean seed's.
+/// means no system message. The defaults are the MedGemma Korean pipeline's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SystemPrompts {

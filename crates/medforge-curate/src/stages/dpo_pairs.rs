@@ -3,7 +3,7 @@
 //! teacher backend and `rejected` from another, each with its own system prompt. Pairs with an
 //! empty side (`dpo.empty:chosen`) or two equal sides (`dpo.identical`) are dropped. Kept rows
 //! become `preference` records (so the `format` stage makes DPO rows of them), and the run folder
-//! gets `dpo_pairs.jsonl` (`prompt`, `chosen`, `rejected`, `meta`) as the seed wrote, plus a
+//! gets `dpo_pairs.jsonl` (`prompt`, `chosen`, `rejected`, `meta`) as the MedQuAD safety DPO pipeline wrote, plus a
 //! length-ratio report.
 
 use std::sync::Arc;

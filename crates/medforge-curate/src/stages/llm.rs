@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use medforge_data::Record;
+pub use medforge_llm::batch::CustomId;
 pub use medforge_llm::config::{LlmSection, NamedBackend, OnFailure, DEFAULT_BACKEND};
 use medforge_llm::{
     build_backend, Cache, CacheMode, ChatRequest, DeadLetter, DeadLetterWriter, DryRunEstimate, GenParams, LlmClient,
@@ -45,9 +46,8 @@ pub struct LlmOptions {
 /// One request collected by `medforge batch export`.
 #[derive(Debug, Clone)]
 pub struct ExportItem {
-    /// `<stage>:<row id>:<cache key>`: unique per row and stage; the key lets `batch import` store the
-    /// answer where the run will look for it.
-    pub custom_id: String,
+    /// Unique per row and stage.
+    pub custom_id: CustomId,
     pub backend: String,
     pub model: String,
     pub request: ChatRequest,
@@ -308,7 +308,11 @@ impl LlmEnv {
                             est.calls.add(req, &client.pricing());
                             if self.mode == LlmMode::Export {
                                 lock(&self.exported).push(ExportItem {
-                                    custom_id: format!("{stage}:{}:{key}", rows[i].id),
+                                    custom_id: CustomId {
+                                        stage: stage.to_string(),
+                                        row_id: rows[i].id.clone(),
+                                        key: key.clone(),
+                                    },
                                     backend: backend.to_string(),
                                     model: model.clone(),
                                     request: req.clone(),

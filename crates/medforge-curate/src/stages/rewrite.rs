@@ -1,7 +1,7 @@
 //! `rewrite`: a structured rewrite of one field by an LLM, checked by a validator. A rewrite the
 //! validator rejects is sent back with the validator's complaint, up to `max_retries` times; after
 //! that the original text stays and the row gets `metadata._conversion_success = false` with the
-//! reason in `metadata._conversion_error`, as the seed did. Rows are never dropped for a failed
+//! reason in `metadata._conversion_error`, as the hierarchical response rewrite pipeline did. Rows are never dropped for a failed
 //! conversion; the success rate is in `rewrite_report.json`.
 //!
 //! Every attempt's answer is cached once it is non-empty, valid or not: the retry conversation is
@@ -56,7 +56,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Validator {
-    /// The seed's: markdown nested list, depth ≥ `min_depth`, ≤ `max_items` per level, answer first.
+    /// The hierarchical response rewrite pipeline's: markdown nested list, depth ≥ `min_depth`, ≤ `max_items` per level, answer first.
     #[default]
     Hierarchical,
     /// Any non-empty text.
@@ -146,7 +146,7 @@ impl Rewrite {
     }
 }
 
-/// The seed's hierarchical check. `Err` holds the complaint fed back to the model.
+/// The hierarchical response rewrite pipeline's check. `Err` holds the complaint fed back to the model.
 ///
 /// List items are lines starting (after indentation) with `-`, `*`, `+` or `1.`/`1)`; nesting is by
 /// indentation (any consistent width). Non-item lines are allowed only as indented continuations of

@@ -1,4 +1,4 @@
-//! Splits (the seed's `001` workflow): holdout N per specialty, a train fraction, an eval fraction of
+//! Splits (the Meerkat progressive pipeline's workflow): holdout N per specialty, a train fraction, an eval fraction of
 //! train, the rest to a pool. Rows are not dropped; each gets `metadata.split`, and the split files,
 //! `dataset_stats.json` and `split_plan.json` go to `splits/` in the run folder.
 

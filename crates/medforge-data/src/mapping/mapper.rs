@@ -22,27 +22,30 @@ pub struct Mapper {
 }
 
 impl Mapper {
-    pub fn new(mapping: FieldMapping, source: &str, max_field_bytes: usize) -> Result<Mapper, String> {
+    pub fn new(mapping: FieldMapping, source: &str, max_field_bytes: usize) -> Result<Mapper, crate::Error> {
         let mut patterns = BTreeMap::new();
         let meta = mapping.meta.iter().flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v)));
         for (name, s) in mapping.sources().into_iter().chain(meta) {
             if let Some(p) = &s.pattern {
-                let re = regex::Regex::new(p).map_err(|e| format!("fields.{name}.pattern: invalid regex: {e}"))?;
+                let re = regex::Regex::new(p)
+                    .map_err(|e| crate::Error::Config(format!("fields.{name}.pattern: invalid regex: {e}")))?;
                 patterns.insert(p.clone(), re);
             }
         }
         if let Some(req) = &mapping.required {
             for r in req {
                 if !Record::FIELDS.contains(&r.as_str()) {
-                    return Err(format!(
+                    return Err(crate::Error::Config(format!(
                         "fields.required: `{r}` is not a record field; valid: {}",
                         Record::FIELDS.join(", ")
-                    ));
+                    )));
                 }
             }
         }
         if mapping.question.is_none() && mapping.canonical != Some(true) {
-            return Err("fields.question is not set: say which source field holds the question".into());
+            return Err(crate::Error::Config(
+                "fields.question is not set: say which source field holds the question".into(),
+            ));
         }
         let used = mapping.used_source_fields();
         Ok(Mapper { mapping, source: source.to_string(), patterns, used, max_field_bytes })

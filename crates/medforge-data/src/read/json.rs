@@ -1,5 +1,5 @@
 //! Whole-file JSON: an array of records, or an object of records keyed by id (PubMedQA's `ori_pqal.json`),
-//! or an object of `question -> answer` strings (the seed's `dataset_with_answers_{specialty}.json`).
+//! or an object of `question -> answer` strings (the Meerkat pipeline's `dataset_with_answers_{specialty}.json`).
 //! Each element keeps the line it starts on, so errors point into the file.
 
 use std::fmt;

@@ -6,7 +6,7 @@
 //!
 //! nltk quirks kept for parity: the synonym stage looks up the *stemmed* forms left over from the
 //! stem stage, and synonyms are WordNet lemma names without `_`. Inputs are tokenized with Python's
-//! `str.split()` (nltk needs pre-tokenized input; that is what the seeds pass).
+//! `str.split()` (nltk needs pre-tokenized input; that is what the reference pipelines pass).
 //!
 //! Without WordNet ([`Meteor::new`] with `None`), only the exact and stem stages run; scores can be
 //! lower than nltk's. [`Meteor::find`] logs a warning when it falls back.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Engine speed before/after a change, in one session: two engine_bench binaries run interleaved (A B A B ...) on
-# SmolLM2 Q4_1, prompt 128 + decode 128, 2 threads; medians, minima and maxima of prompt and decode tok/s.
+# SmolLM2 Q4_1, prompt 128 + decode 128, $THREADS threads (default 2; 1 is the least noisy on a shared VM); medians,
+# minima and maxima of prompt and decode tok/s.
 #
 #   git worktree add /tmp/base <rev> && (cd /tmp/base && CARGO_TARGET_DIR=$PWD/../main/target/bench-native \
 #       cargo build --release -p medforge-engine --example engine_bench) && cp .../engine_bench /tmp/engine_bench_base
@@ -9,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 A="$1" B="$2" RUNS="${3:-10}"
 MODEL="$(scripts/fetch_model.sh)"
-export RAYON_NUM_THREADS=2 MEDFORGE_THREADS=2 OMP_NUM_THREADS=2
+THREADS="${THREADS:-2}"
+export RAYON_NUM_THREADS="$THREADS" MEDFORGE_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS"
 out="$(mktemp)"
 for _ in $(seq 1 "$RUNS"); do
     echo "A $("$A" speed "$MODEL" 128 128)" >> "$out"

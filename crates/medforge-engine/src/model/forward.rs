@@ -168,7 +168,9 @@ impl Layer {
         }
         let mut att = vec![0f32; t * qd];
         let mut lse = inv(t * nh);
-        match keys {
+        // Inference appends this pass's keys/values to each sequence's cache and attends over the cache; training
+        // attends over the pass's own keys from position 0.
+        let caches: Option<&[&mut KvCache]> = match keys {
             Keys::Cache(caches) => {
                 for (cache, s) in caches.iter_mut().zip(spans) {
                     let (kc, vc) = (&mut cache.k[li], &mut cache.v[li]);
@@ -177,53 +179,29 @@ impl Layer {
                     kc.extend_from_slice(&kk[s.off * kvd..(s.off + s.t) * kvd]);
                     vc.extend_from_slice(&vv[s.off * kvd..(s.off + s.t) * kvd]);
                 }
-                let mut jobs = Vec::with_capacity(spans.len());
-                let mut rest: &mut [f32] = &mut att;
-                let mut lse_rest: Option<&mut [f32]> = lse.as_deref_mut();
-                for (cache, s) in caches.iter().zip(spans) {
-                    let (out, tail) = std::mem::take(&mut rest).split_at_mut(s.t * qd);
-                    rest = tail;
-                    let l = lse_rest.take().map(|l| {
-                        let (head, tail) = l.split_at_mut(s.t * nh);
-                        lse_rest = Some(tail);
-                        head
-                    });
-                    jobs.push(ops::AttnJob {
-                        q: &qq[s.off * qd..(s.off + s.t) * qd],
-                        k: &cache.k[li],
-                        v: &cache.v[li],
-                        t: s.t,
-                        start: s.start,
-                        out,
-                        lse: l,
-                    });
-                }
-                ops::attention_batch(&mut jobs, shape);
+                Some(caches)
             }
-            Keys::Pass => {
-                let mut jobs = Vec::with_capacity(spans.len());
-                let mut rest: &mut [f32] = &mut att;
-                let mut lse_rest: Option<&mut [f32]> = lse.as_deref_mut();
-                for s in spans {
-                    let (out, tail) = std::mem::take(&mut rest).split_at_mut(s.t * qd);
-                    rest = tail;
-                    let l = lse_rest.take().map(|l| {
-                        let (head, tail) = l.split_at_mut(s.t * nh);
-                        lse_rest = Some(tail);
-                        head
-                    });
-                    jobs.push(ops::AttnJob {
-                        q: &qq[s.off * qd..(s.off + s.t) * qd],
-                        k: &kk[s.off * kvd..(s.off + s.t) * kvd],
-                        v: &vv[s.off * kvd..(s.off + s.t) * kvd],
-                        t: s.t,
-                        start: 0,
-                        out,
-                        lse: l,
-                    });
-                }
-                ops::attention_batch(&mut jobs, shape);
+            Keys::Pass => None,
+        };
+        {
+            let mut jobs = Vec::with_capacity(spans.len());
+            let mut rest: &mut [f32] = &mut att;
+            let mut lse_rest: Option<&mut [f32]> = lse.as_deref_mut();
+            for (i, s) in spans.iter().enumerate() {
+                let (out, tail) = std::mem::take(&mut rest).split_at_mut(s.t * qd);
+                rest = tail;
+                let l = lse_rest.take().map(|l| {
+                    let (head, tail) = l.split_at_mut(s.t * nh);
+                    lse_rest = Some(tail);
+                    head
+                });
+                let (k, v, start) = match caches {
+                    Some(c) => (&c[i].k[li][..], &c[i].v[li][..], s.start),
+                    None => (&kk[s.off * kvd..(s.off + s.t) * kvd], &vv[s.off * kvd..(s.off + s.t) * kvd], 0),
+                };
+                jobs.push(ops::AttnJob { q: &qq[s.off * qd..(s.off + s.t) * qd], k, v, t: s.t, start, out, lse: l });
             }
+            ops::attention_batch(&mut jobs, shape);
         }
         let mut o = project(&att, t, &[&self.o], lora).pop().expect("o");
         if let Some(tp) = tape.as_deref_mut() {

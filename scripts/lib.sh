@@ -140,16 +140,18 @@ apt_try() {
 
 # --- servers -------------------------------------------------------------------------------------
 
-# free_port: print a free loopback TCP port (the OS picks it), so a test server cannot clash with another.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# wait_for_serve PID LOG: wait up to 60 s for `medforge serve` (PID) to log "serving model" in LOG; if it exits, show LOG and die.
+# wait_for_serve PID LOG: wait up to 60 s for `medforge serve` (PID) to log "serving model ... on URL" in LOG and print
+# the URL it bound (start it with --port 0 so the OS picks a free port and nothing can take it first); if it exits,
+# show LOG and die.
 wait_for_serve() {
   for _ in $(seq 1 120); do
     grep -q "serving model" "$2" && break
-    kill -0 "$1" 2>/dev/null || { cat "$2"; die "medforge serve exited"; }
+    kill -0 "$1" 2>/dev/null || { cat "$2" >&2; die "medforge serve exited"; }
     sleep 0.5
   done
+  grep -q "serving model" "$2" || { cat "$2" >&2; die "medforge serve did not start within 60 s"; }
+  grep -o 'http://[^ ]*/v1' "$2" | head -n1
 }
 
 # fake_server_url LOG: wait up to 5 s for the medforge-llm fake server's "listening" line in LOG and print its URL.

@@ -7,7 +7,7 @@
 #
 # WordNet: Debian's wordnet-base (/usr/share/wordnet) or MEDFORGE_WORDNET=DIR. When neither is there
 # and apt can install it, it is installed; otherwise METEOR is compared without the synonym stage on
-# both sides (a note says so).
+# both sides (a note says so), except under CI=true, where a missing WordNet is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -19,6 +19,9 @@ if [ ! -f "$WN/index.noun" ]; then
   apt_try wordnet-base
 fi
 if [ ! -f "$WN/index.noun" ]; then
+  if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+    die "CI=true and no WordNet dict at $WN: install wordnet-base or set MEDFORGE_WORDNET"
+  fi
   echo "note: no WordNet dict at $WN: METEOR parity runs without the synonym stage on both sides" >&2
   WN=none
 fi
@@ -27,7 +30,7 @@ work=${MEDFORGE_PARITY_DIR:-$(mktemp -d)}
 # --workspace` (scripts/test.sh runs that first), so nothing is compiled again.
 "$VENV/bin/python" crates/medforge-eval/tests/parity/reference_metrics.py "$work" --n "$N" --wordnet "$WN"
 if [ "$WN" = none ]; then
-  MEDFORGE_WORDNET=/nonexistent MEDFORGE_PARITY_DIR="$work" cargo test --quiet --workspace --test parity -- --nocapture
+  MEDFORGE_WORDNET=/nonexistent MEDFORGE_PARITY_DIR="$work" cargo test --quiet --workspace --test parity -- --ignored --nocapture
 else
-  MEDFORGE_WORDNET="$WN" MEDFORGE_PARITY_DIR="$work" cargo test --quiet --workspace --test parity -- --nocapture
+  MEDFORGE_WORDNET="$WN" MEDFORGE_PARITY_DIR="$work" cargo test --quiet --workspace --test parity -- --ignored --nocapture
 fi

@@ -577,7 +577,7 @@ fn verify(dir: &Path, json: bool) -> Result<()> {
         emit(&o)?;
     }
     if !report.is_ok() {
-        anyhow::bail!("{} rows fail verification", report.error_count());
+        anyhow::bail!("{} verification errors (counts per check above)", report.error_count());
     }
     Ok(())
 }

@@ -16,6 +16,17 @@ fn fixture(rel: &str) -> PathBuf {
     root().join("fixtures").join(rel)
 }
 
+/// An example config copied into `dir` with its relative paths made absolute and its output under `dir`, so that
+/// tests never write into `examples/` (nothing is left there when a test panics).
+fn example_config(name: &str, out_from: &str, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("examples").join(name)).unwrap();
+    let text = text.replace(out_from, dir.join("runs").to_str().unwrap());
+    let text = text.replace("\"../", &format!("\"{}/", root().display()));
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("medforge runs")
 }
@@ -125,12 +136,8 @@ fn convert_explains_what_to_do_when_nothing_fits() {
 #[test]
 fn run_demo_config_writes_a_run_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = std::fs::read_to_string(root().join("examples/demo.toml")).unwrap();
-    let cfg = cfg.replace("../out/runs", dir.path().join("runs").to_str().unwrap());
-    let cfg_path = root().join("examples").join(format!(".demo-test-{}.toml", std::process::id()));
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let cfg_path = example_config("demo.toml", "../out/runs", dir.path());
     let o = run(&["run", "--config", cfg_path.to_str().unwrap()]);
-    std::fs::remove_file(&cfg_path).unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let run_dir = PathBuf::from(stdout(&o).trim());
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("manifest.json")).unwrap()).unwrap();
@@ -141,15 +148,11 @@ fn run_demo_config_writes_a_run_folder() {
     assert!(m["git_hash"].is_string() && m["medforge_version"] == env!("CARGO_PKG_VERSION"));
 }
 
-/// The team's datasets, with the record counts each preset must find. Runs only where `shared/` sits
-/// beside the repository (CI and developer machines); the fixtures above cover the logic everywhere.
+/// The team's datasets, with the record counts each preset must find. Needs `shared/` beside the repository (CI
+/// requires it; elsewhere the test is skipped with a message); the fixtures above cover the logic everywhere.
 #[test]
 fn shared_datasets_read_with_known_counts() {
-    let shared = root().join("../shared/data");
-    if !shared.is_dir() {
-        eprintln!("skipping: {} not present", shared.display());
-        return;
-    }
+    let Some(shared) = medforge_testkit::shared(".") else { return };
     let cases: &[(&str, &str, u64)] = &[
         // MedQuAD: 47,441 <QAPair> elements plus 16 pairs in five NINDS files of the older <doc>/<pair>
         // layout = 47,457, the figure MedQuAD's own readme gives.
@@ -187,12 +190,8 @@ fn shared_datasets_read_with_known_counts() {
 #[test]
 fn curate_verify_split_update_and_divisions_on_fixtures() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = std::fs::read_to_string(root().join("examples/curate_demo.toml")).unwrap();
-    let cfg = cfg.replace("../out/curate_demo", dir.path().join("runs").to_str().unwrap());
-    let cfg_path = root().join("examples").join(format!(".curate-test-{}.toml", std::process::id()));
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let cfg_path = example_config("curate_demo.toml", "../out/curate_demo", dir.path());
     let o = run(&["curate", "--config", cfg_path.to_str().unwrap()]);
-    std::fs::remove_file(&cfg_path).unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("decontam.exact 10"), "{}", stderr(&o));
     let run_dir = PathBuf::from(stdout(&o).trim());
@@ -209,6 +208,10 @@ fn curate_verify_split_update_and_divisions_on_fixtures() {
     std::fs::write(&jsonl, lines.iter().map(|l| l.to_string() + "\n").collect::<String>()).unwrap();
     let v = run(&["verify", run_dir.join("formatted").to_str().unwrap()]);
     assert!(!v.status.success());
+    let id = lines[0]["id"].as_str().unwrap();
+    assert!(stdout(&v).contains("verify.missing_eos: 1 rows"), "the count: {}", stdout(&v));
+    assert!(stdout(&v).contains(&format!("e.g. {id}:")), "an example naming the row: {}", stdout(&v));
+    assert!(stderr(&v).contains("verification errors"), "{}", stderr(&v));
 
     let splits = run_dir.join("splits");
     let holdout = std::fs::read(splits.join("holdout.jsonl")).unwrap();

@@ -81,11 +81,7 @@ fn planted_fixture_rows_are_caught() {
 
 #[test]
 fn planted_medqa_test_rows_in_shared_data() {
-    let data = root().join("../shared/data");
-    if !data.is_dir() {
-        eprintln!("skipping: no shared data beside the repository");
-        return;
-    }
+    let Some(data) = medforge_testkit::shared(".") else { return };
     let cfg = DecontamConfig { data_root: Some(data.clone()), ..Default::default() };
     let mut stage = Decontam::new(cfg.clone()).unwrap();
     // Clean training data: MedQA dev, KorMedMCQA doctor train, HuatuoGPT demo.

@@ -123,7 +123,35 @@ fn chat_completion_json_and_stream() {
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert!(usage["usage"]["completion_tokens"].as_u64().is_some());
-    let _ = (text, greedy_text);
+    assert!(!text.is_empty() && !greedy_text.is_empty());
+
+    // Sampling (temperature 1) is seeded: a seed gives one text, streamed or not, every time; other seeds give others.
+    let stream_text = |extra: Value| -> String {
+        let (st, raw) = s.post_raw("/v1/chat/completions", chat(extra).to_string(), None);
+        assert_eq!(st, 200, "{raw}");
+        raw.split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|e| *e != "[DONE]")
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+            .collect()
+    };
+    let sampled = |seed: u64, stream: bool| -> String {
+        let extra = json!({"temperature": 1.0, "seed": seed, "max_tokens": 8, "stream": stream});
+        if stream {
+            return stream_text(extra);
+        }
+        let (st, body) = s.post("/v1/chat/completions", &chat(extra));
+        assert_eq!(st, 200, "{body}");
+        body["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+    };
+    let first = sampled(7, true);
+    assert_eq!(sampled(7, true), first, "same seed, same stream");
+    assert_eq!(sampled(7, false), first, "same seed, same text streamed or not");
+    let texts: std::collections::BTreeSet<String> = (1..=5).map(|seed| sampled(seed, true)).collect();
+    assert_eq!(texts.len(), 5, "five seeds, five texts: {texts:?}");
+    let greedy = stream_text(json!({"temperature": 0, "max_tokens": 8}));
+    assert!(texts.iter().any(|t| *t != greedy), "sampling differs from greedy decoding");
 }
 
 #[test]

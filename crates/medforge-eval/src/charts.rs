@@ -259,13 +259,11 @@ mod font_tests {
     #[test]
     #[ignore]
     fn korean_labels_chart_for_inspection() {
-        let out = std::env::var("MEDFORGE_CHART_OUT").unwrap_or_else(|_| "/tmp/korean_chart.png".into());
+        let out = std::env::var_os("MEDFORGE_CHART_OUT")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("korean_chart.png"));
         let bar = |l: &str, v: f64| Bar { label: l.into(), value: v, low: v - 0.1, high: v + 0.1 };
-        specialty_bars(
-            Path::new(&out),
-            "전문과별 정확도",
-            &[bar("내과", 0.62), bar("소아청소년과", 0.48), bar("surgery", 0.55)],
-        )
-        .unwrap();
+        specialty_bars(&out, "전문과별 정확도", &[bar("내과", 0.62), bar("소아청소년과", 0.48), bar("surgery", 0.55)])
+            .unwrap();
     }
 }

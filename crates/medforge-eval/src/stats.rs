@@ -80,4 +80,22 @@ mod tests {
         let all = accuracy_ci(&[true; 10], 100, 1);
         assert_eq!((all.ci_low, all.ci_high), (1.0, 1.0));
     }
+
+    /// The paired bootstrap against the exact bootstrap distribution of a small case: with d = b - a =
+    /// [1, 1, 0, 0, -1], the 5^5 equally likely resamples put the mean difference's 2.5% quantile at -0.4 (CDF 0.071;
+    /// -0.6 has 0.020) and its 97.5% quantile at 0.8 (CDF 0.990; 0.6 has 0.939), both far enough from the
+    /// boundaries for 40,000 resamples to land on them.
+    #[test]
+    fn paired_delta_ci_matches_the_exact_bootstrap_of_a_small_case() {
+        let a = [false, false, false, true, true];
+        let b = [true, true, false, true, false];
+        let (d, lo, hi) = paired_delta_ci(&a, &b, 40_000, 3);
+        assert!((d - 0.2).abs() < 1e-12, "{d}");
+        assert!((lo - -0.4).abs() < 1e-12 && (hi - 0.8).abs() < 1e-12, "({lo}, {hi})");
+        assert_eq!(paired_delta_ci(&a, &b, 40_000, 3), (d, lo, hi), "seeded");
+        // No change: a point; all better: a point at +1.
+        assert_eq!(paired_delta_ci(&a, &a, 1000, 3), (0.0, 0.0, 0.0));
+        assert_eq!(paired_delta_ci(&[false; 4], &[true; 4], 1000, 3), (1.0, 1.0, 1.0));
+        assert_eq!(paired_delta_ci(&[], &[], 1000, 3), (0.0, 0.0, 0.0));
+    }
 }

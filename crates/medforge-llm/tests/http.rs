@@ -92,9 +92,11 @@ async fn gives_up_after_max_retries() {
 async fn timeouts_malformed_bodies_and_resets_are_retried() {
     let s = FakeServer::start().await;
     let mut c = cfg(&s);
-    c.timeout_s = 0.3;
+    // Generous against a loaded machine (an answer that takes longer than this would be counted as a timeout and
+    // change the sequence); the slow fault is far beyond it.
+    c.timeout_s = 3.0;
     let b = backend(c);
-    s.push([Fault::Slow(Duration::from_secs(3)), Fault::MalformedJson, Fault::Disconnect]);
+    s.push([Fault::Slow(Duration::from_secs(60)), Fault::MalformedJson, Fault::Disconnect]);
     let req = row(1);
     let r = b.chat(&req).await.expect("succeeds on the 4th attempt");
     assert_eq!(r.text, expected_echo(&req));
@@ -124,14 +126,30 @@ async fn bad_requests_and_content_filters_skip_the_row() {
     assert_eq!((snap.calls, snap.skipped, snap.retries), (4, 3, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unauthorized_stops_the_run_and_never_shows_the_key() {
-    let secret = "sk-test-very-secret-4010";
-    std::env::set_var("MEDFORGE_TEST_KEY_401", secret);
+/// The key must be in the environment, and tests in one binary run in parallel, so this one re-runs itself in a child
+/// process with the variable set there (no `set_var` while other tests read the environment).
+#[test]
+fn unauthorized_stops_the_run_and_never_shows_the_key() {
+    const VAR: &str = "MEDFORGE_TEST_KEY_401";
+    if std::env::var_os(VAR).is_some() {
+        return tokio::runtime::Runtime::new().unwrap().block_on(unauthorized_body(VAR));
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["unauthorized_stops_the_run_and_never_shows_the_key", "--exact", "--test-threads=1"])
+        .env(VAR, "sk-test-very-secret-4010")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "the child ran the test");
+}
+
+async fn unauthorized_body(var: &str) {
+    let secret = std::env::var(var).unwrap();
+    let secret = secret.as_str();
     let s = FakeServer::start().await;
     s.push([Fault::Unauthorized]);
     let mut c = cfg(&s);
-    c.api_key_env = Some(SecretEnv("MEDFORGE_TEST_KEY_401".into()));
+    c.api_key_env = Some(SecretEnv(var.into()));
     let b = backend(c);
     let client = LlmClient::new(b.clone());
     let stop = client.complete(&row(0), any).await.expect_err("401 stops");
@@ -268,10 +286,14 @@ async fn a_fleet_takes_a_failing_endpoint_out_of_rotation() {
     let sick = FakeServer::start().await;
     sick.fail_when("", Fault::Unavailable, None);
     let healthy = FakeServer::start().await;
-    let dead_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A dead endpoint that keeps its port for the whole test: it accepts and drops every connection.
+    let dead_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_port = dead_listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = dead_listener.accept().await {
+            drop(conn);
+        }
+    });
     let mut dead = cfg(&healthy);
     dead.base_url = format!("http://127.0.0.1:{dead_port}/v1");
     let mut cfgs = vec![cfg(&sick), dead, cfg(&healthy)];
@@ -288,7 +310,7 @@ async fn a_fleet_takes_a_failing_endpoint_out_of_rotation() {
     assert_eq!(healthy.request_count(), 10);
     assert_eq!(fleet.served(), vec![0, 0, 10]);
     let codes: Vec<String> = fleet.retry_log().into_iter().map(|e| e.code).collect();
-    assert_eq!(codes, ["llm.http_503", "llm.connect"]);
+    assert_eq!(codes, ["llm.http_503", "llm.connection"]);
     assert!(t.elapsed() < Duration::from_secs(5), "failover does not wait while an endpoint is up");
     assert!(fleet.identity().contains("fake-model"));
     let mismatched = vec![cfg(&healthy), EndpointConfig::new(healthy.base_url(), "other")];

@@ -14,6 +14,8 @@ const CHILD: &str = "MEDFORGE_LLM_RESUME_CHILD";
 const KEY_VAR: &str = "MEDFORGE_LLM_RESUME_KEY";
 const SECRET: &str = "sk-resume-secret-value-77";
 const ROWS: usize = 60;
+/// Requests the child keeps in flight (it asks row after row): what a kill can leave unanswered.
+const WINDOW: usize = 1;
 
 fn row(i: usize) -> ChatRequest {
     ChatRequest::new(vec![Message::system("Classify."), Message::user(format!("resume row {i}"))])
@@ -68,13 +70,13 @@ async fn kill_9_mid_run_then_rerun_repeats_no_finished_row() {
     let killed_at = server.request_count();
     assert!(killed_at < ROWS, "killed mid-run ({killed_at} of {ROWS})");
     let cached = Cache::open(&cache).unwrap().len().unwrap() as usize;
-    assert!(cached + 1 >= killed_at, "everything answered before the kill is cached ({cached} of {killed_at})");
+    assert!(cached + WINDOW >= killed_at, "everything answered before the kill is cached ({cached} of {killed_at})");
 
     let status = child(&server.base_url(), &cache).wait().unwrap();
     assert!(status.success(), "the re-run finishes");
     let log = server.requests();
     let repeats = server.repeated_prompts();
-    assert!(repeats <= 1, "only the row in flight at the kill may be asked again; {repeats} repeats");
+    assert!(repeats <= WINDOW, "only rows in flight at the kill may be asked again; {repeats} repeats");
     assert_eq!(log.len() - repeats, ROWS, "every row asked");
     eprintln!(
         "resume: killed after {killed_at} requests ({cached} cached); re-run total {} requests, {repeats} repeated",

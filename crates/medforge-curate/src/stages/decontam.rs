@@ -468,11 +468,7 @@ mod tests {
     /// answers for MedQA dev, MedMCQA validation and KorMedMCQA train questions and edited copies.
     #[test]
     fn routed_index_matches_on_shared_data() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-        if !root.join("medqa").is_dir() {
-            eprintln!("skipped: no shared data at {}", root.display());
-            return;
-        }
+        let Some(root) = medforge_testkit::shared(".") else { return };
         let cfg = DecontamConfig { data_root: Some(root.clone()), ..Default::default() };
         let mut idx = Indexes::new(&cfg.ngram);
         let mut full = NgramIndex::new(cfg.ngram.clone());

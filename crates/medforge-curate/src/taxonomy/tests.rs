@@ -130,12 +130,10 @@ fn flat_lists_json_strings_and_text() {
 }
 
 #[test]
-fn the_shared_specialty_list_loads_when_present() {
-    let p = Path::new("/work/shared/data/specialty_taxonomy/nyimul_medical_specialty_search/specialties.json");
-    if !p.exists() {
-        return;
-    }
-    let t = Taxonomy::load(p).unwrap();
+fn the_shared_specialty_list_loads() {
+    let rel = "specialty_taxonomy/nyimul_medical_specialty_search/specialties.json";
+    let Some(p) = medforge_testkit::shared(rel) else { return };
+    let t = Taxonomy::load(&p).unwrap();
     assert_eq!(t.len(), 40);
     assert_eq!(t.by_name("cardiology").unwrap().id, "2");
 }

@@ -98,6 +98,7 @@ pub struct Engine {
     template: Option<CompiledTemplate>,
     pub template_source: Option<String>,
     bos: Option<(u32, String)>,
+    eos: Option<(u32, String)>,
     add_bos: bool,
     stop_ids: Vec<u32>,
     cache: KvCache,
@@ -223,6 +224,7 @@ impl Engine {
             template,
             template_source,
             bos,
+            eos,
             add_bos,
             stop_ids,
             cache,
@@ -280,6 +282,11 @@ impl Engine {
             }
         }
         Ok(ids)
+    }
+
+    /// The end-of-sequence token's text (what closes an assistant turn in training data), if the model names one.
+    pub fn eos_token(&self) -> Option<&str> {
+        self.eos.as_ref().map(|e| e.1.as_str())
     }
 
     /// Token ids of a text, nothing added.

@@ -7,6 +7,8 @@
 //! AVX kernels for Q4_0, Q8_0 and the k-quants); what candle has only as scalar code (Q4_1, Q5_0, Q5_1, f32) is written
 //! here with AVX2 and checked against the scalar definition.
 
+pub mod backward;
+pub mod gemm;
 pub mod matrix;
 pub mod ops;
 pub mod pool;

@@ -9,8 +9,9 @@ use crate::cpu::QMatrix;
 use crate::{EngineError, Result};
 
 use super::config::{Activation, ModelConfig};
+use super::lora::LoraDropout;
 use super::tape::{LayerTape, Tape};
-use super::weights::{Layer, Linear, Model};
+use super::weights::{Layer, Linear, Model, Projection};
 
 /// Keys and values of every layer, one row of `n_kv_head * head_dim` per position. Truncating (to reuse a shared
 /// prefix) drops rows.
@@ -51,20 +52,20 @@ impl Hidden {
 
 /// One sequence's rows in a pass: rows `off..off + t` at positions `start..start + t`.
 #[derive(Debug, Clone, Copy)]
-struct Span {
-    off: usize,
-    t: usize,
-    start: usize,
+pub(super) struct Span {
+    pub(super) off: usize,
+    pub(super) t: usize,
+    pub(super) start: usize,
 }
 
 /// Each sequence's rotary tables for one pass: the global base, and the sliding layers' base where it differs.
-struct Ropes {
+pub(super) struct Ropes {
     global: Vec<RopeTable>,
     local: Option<Vec<RopeTable>>,
 }
 
 impl Ropes {
-    fn new(c: &ModelConfig, spans: &[Span]) -> Ropes {
+    pub(super) fn new(c: &ModelConfig, spans: &[Span]) -> Ropes {
         let tables = |base: f64, scale: f64| -> Vec<RopeTable> {
             spans
                 .iter()
@@ -74,7 +75,7 @@ impl Ropes {
         Ropes { global: tables(c.rope_theta, c.rope_linear_scale), local: c.rope_local_theta.map(|b| tables(b, 1.0)) }
     }
 
-    fn for_layer(&self, sliding: bool) -> &[RopeTable] {
+    pub(super) fn for_layer(&self, sliding: bool) -> &[RopeTable] {
         match (&self.local, sliding) {
             (Some(l), true) => l,
             _ => &self.global,
@@ -82,16 +83,42 @@ impl Ropes {
     }
 }
 
+/// The attention geometry of layer `li`.
+pub(super) fn attn_shape(c: &ModelConfig, li: usize) -> AttnShape {
+    let sliding = c.is_sliding(li);
+    AttnShape {
+        n_head: c.n_head,
+        n_kv_head: c.n_kv_head,
+        head_dim: c.head_dim,
+        scale: c.attn_scale,
+        window: if sliding { c.sliding_window } else { None },
+        softcap: c.attn_softcap,
+    }
+}
+
+/// How a pass uses the LoRA pairs: on or off, and (training only) with dropout on their inputs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LoraPass {
+    pub(super) on: bool,
+    pub(super) dropout: Option<LoraDropout>,
+}
+
 /// `y_i = x W_i^T` for projections that read the same input, in one pass over their weights.
-fn project(x: &[f32], t: usize, lins: &[&Linear], lora: bool) -> Vec<Vec<f32>> {
-    let mut outs: Vec<Vec<f32>> = lins.iter().map(|l| vec![0f32; t * l.out_dim()]).collect();
+fn project(x: &[f32], t: usize, li: usize, lins: &[(Projection, &Linear)], lp: LoraPass) -> Vec<Vec<f32>> {
+    let mut outs: Vec<Vec<f32>> = lins.iter().map(|(_, l)| vec![0f32; t * l.out_dim()]).collect();
     {
         let mut mats: Vec<(&QMatrix, &mut [f32])> =
-            lins.iter().zip(outs.iter_mut()).map(|(l, o)| (&l.w, o.as_mut_slice())).collect();
+            lins.iter().zip(outs.iter_mut()).map(|((_, l), o)| (&l.w, o.as_mut_slice())).collect();
         matmul_many(x, t, &mut mats);
     }
-    for (l, o) in lins.iter().zip(outs.iter_mut()) {
-        l.finish(x, t, lora, o);
+    for ((p, l), o) in lins.iter().zip(outs.iter_mut()) {
+        match (lp.on, lp.dropout, l.lora()) {
+            (true, Some(d), Some(pair)) => {
+                l.finish(x, t, false, o);
+                pair.add_to(&d.apply(x, li, *p), t, o);
+            }
+            _ => l.finish(x, t, lp.on, o),
+        }
     }
     outs
 }
@@ -112,7 +139,7 @@ impl Layer {
         &self,
         li: usize,
         c: &ModelConfig,
-        lora: bool,
+        lp: LoraPass,
         x: &mut [f32],
         h: &mut [f32],
         spans: &[Span],
@@ -135,7 +162,8 @@ impl Layer {
             tp.attn_normed = h.to_vec();
             tp.attn_inv_rms = attn_inv.take().unwrap_or_default();
         }
-        let mut qkv = project(h, t, &[&self.q, &self.k, &self.v], lora);
+        let mut qkv =
+            project(h, t, li, &[(Projection::Q, &self.q), (Projection::K, &self.k), (Projection::V, &self.v)], lp);
         let vv = qkv.pop().expect("v");
         let mut kk = qkv.pop().expect("k");
         let mut qq = qkv.pop().expect("q");
@@ -152,16 +180,8 @@ impl Layer {
                 tp.k_inv_rms = ki.unwrap_or_default();
             }
         }
-        let sliding = c.is_sliding(li);
-        let tabs = ropes.for_layer(sliding);
-        let shape = AttnShape {
-            n_head: nh,
-            n_kv_head: nkv,
-            head_dim: hd,
-            scale: c.attn_scale,
-            window: if sliding { c.sliding_window } else { None },
-            softcap: c.attn_softcap,
-        };
+        let tabs = ropes.for_layer(c.is_sliding(li));
+        let shape = attn_shape(c, li);
         for (s, tab) in spans.iter().zip(tabs) {
             ops::rope(&mut qq[s.off * qd..(s.off + s.t) * qd], s.t, nh, hd, tab, c.rope_interleaved);
             ops::rope(&mut kk[s.off * kvd..(s.off + s.t) * kvd], s.t, nkv, hd, tab, c.rope_interleaved);
@@ -203,7 +223,7 @@ impl Layer {
             }
             ops::attention_batch(&mut jobs, shape);
         }
-        let mut o = project(&att, t, &[&self.o], lora).pop().expect("o");
+        let mut o = project(&att, t, li, &[(Projection::O, &self.o)], lp).pop().expect("o");
         if let Some(tp) = tape.as_deref_mut() {
             tp.q = qq;
             tp.k = kk;
@@ -228,7 +248,7 @@ impl Layer {
             tp.ffn_normed = h.to_vec();
             tp.ffn_inv_rms = ffn_inv.unwrap_or_default();
         }
-        let mut gu = project(h, t, &[&self.gate, &self.up], lora);
+        let mut gu = project(h, t, li, &[(Projection::Gate, &self.gate), (Projection::Up, &self.up)], lp);
         let u = gu.pop().expect("up");
         let mut g = gu.pop().expect("gate");
         if let Some(tp) = tape.as_deref_mut() {
@@ -239,7 +259,7 @@ impl Layer {
             Activation::Silu => g.iter_mut().zip(&u).for_each(|(a, b)| *a = ops::silu(*a) * b),
             Activation::GeluTanh => g.iter_mut().zip(&u).for_each(|(a, b)| *a = ops::gelu_tanh(*a) * b),
         }
-        let mut d = project(&g, t, &[&self.down], lora).pop().expect("down");
+        let mut d = project(&g, t, li, &[(Projection::Down, &self.down)], lp).pop().expect("down");
         if let Some(pn) = &self.post_ffn_norm {
             let raw = d.clone();
             let mut di = inv(t);
@@ -309,7 +329,8 @@ impl Model {
         let mut caches: Vec<&mut KvCache> = seqs.iter_mut().map(|(_, c)| &mut **c).collect();
         for (li, layer) in self.layers.iter().enumerate() {
             let keys = Keys::Cache(&mut caches);
-            layer.forward(li, &self.config, self.lora_enabled, &mut x, &mut h, &spans, &ropes, keys, None);
+            let lp = LoraPass { on: self.lora_enabled, dropout: None };
+            layer.forward(li, &self.config, lp, &mut x, &mut h, &spans, &ropes, keys, None);
         }
         for (cache, s) in caches.iter_mut().zip(&spans) {
             cache.len += s.t;
@@ -331,19 +352,10 @@ impl Model {
             layers: Vec::with_capacity(self.layers.len()),
             ..Default::default()
         };
+        let lp = LoraPass { on: self.lora_enabled, dropout: self.lora_dropout };
         for (li, layer) in self.layers.iter().enumerate() {
             let mut lt = LayerTape::default();
-            layer.forward(
-                li,
-                &self.config,
-                self.lora_enabled,
-                &mut x,
-                &mut h,
-                &spans,
-                &ropes,
-                Keys::Pass,
-                Some(&mut lt),
-            );
+            layer.forward(li, &self.config, lp, &mut x, &mut h, &spans, &ropes, Keys::Pass, Some(&mut lt));
             tape.layers.push(lt);
         }
         let (eps, add) = (self.config.rms_eps as f32, self.config.norm_add);

@@ -74,6 +74,40 @@ impl LoraPair {
     }
 }
 
+/// LoRA dropout on training passes (PEFT's `lora_dropout`): a projection's LoRA branch reads `x ⊙ m / (1 - p)`,
+/// with an independent Bernoulli mask per projection and pass, as PEFT's one `nn.Dropout` per adapted module does.
+/// The mask is a hash of (seed, layer, projection, element), so the backward pass regenerates it instead of storing
+/// it. The base branch always reads `x`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoraDropout {
+    /// The drop probability, in `[0, 1)`.
+    pub p: f32,
+    /// One seed per pass (a trainer derives it from its seed and the micro-batch).
+    pub seed: u64,
+}
+
+impl LoraDropout {
+    /// `x ⊙ m / (1 - p)` for layer `layer`'s projection `proj`.
+    pub fn apply(&self, x: &[f32], layer: usize, proj: super::Projection) -> Vec<f32> {
+        let key = mix64(self.seed ^ mix64(((layer as u64) << 8) | (proj as u64 + 1)));
+        let scale = 1.0 / (1.0 - self.p);
+        // Drop when the hash's top 32 bits fall below p·2^32.
+        let threshold = (f64::from(self.p) * 4_294_967_296.0) as u64;
+        x.iter()
+            .enumerate()
+            .map(|(e, &v)| if mix64(key.wrapping_add(e as u64)) >> 32 < threshold { 0.0 } else { v * scale })
+            .collect()
+    }
+}
+
+/// SplitMix64's finaliser: a counter-based hash with good bit mixing.
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A loaded adapter: its config and the pairs by (layer, module).
 pub struct Adapter {
     pub dir: String,
@@ -220,6 +254,82 @@ impl Adapter {
         }
         Ok(())
     }
+}
+
+/// What `adapter_config.json` records about an adapter medforge writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterMeta {
+    /// `base_model_name_or_path`: the base the adapter was trained on (a path or a hub name).
+    pub base_model: String,
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub rslora: bool,
+    /// PEFT module names (`q_proj`, ...).
+    pub targets: Vec<String>,
+}
+
+/// Write the model's LoRA pairs as a PEFT adapter folder (`adapter_config.json`, `adapter_model.safetensors`, f32,
+/// PEFT's tensor names), so `PeftModel.from_pretrained` loads it onto the Hugging Face form of the base. Over a GGUF
+/// llama base the q/k rows of B are un-permuted back to Hugging Face order. Files are written into `dir` (created);
+/// a caller that needs the folder to appear atomically writes to a temporary folder and renames it.
+pub fn save_adapter(model: &Model, dir: &Path, meta: &AdapterMeta) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    let c = &model.config;
+    let mut tensors = HashMap::new();
+    for (li, layer) in model.layers().iter().enumerate() {
+        for p in super::Projection::ALL {
+            let Some(pair) = layer.projection(p).lora() else { continue };
+            let group = if matches!(p, super::Projection::Gate | super::Projection::Up | super::Projection::Down) {
+                "mlp"
+            } else {
+                "self_attn"
+            };
+            let name = format!("base_model.model.model.layers.{li}.{group}.{}", p.module_name());
+            let (r, out) = (pair.rank(), pair.out_dim());
+            let mut b = pair.b().to_vec();
+            if c.rope_interleaved && matches!(p, super::Projection::Q | super::Projection::K) {
+                let heads = if p == super::Projection::Q { c.n_head } else { c.n_kv_head };
+                b = unpermute_rows_for_interleaved_rope(&b, out, r, heads);
+            }
+            tensors.insert(
+                format!("{name}.lora_A.weight"),
+                Tensor::from_vec(pair.a().to_vec(), (r, pair.in_dim()), &Device::Cpu)?,
+            );
+            tensors.insert(format!("{name}.lora_B.weight"), Tensor::from_vec(b, (out, r), &Device::Cpu)?);
+        }
+    }
+    if tensors.is_empty() {
+        return Err(EngineError::BadInput("the model has no LoRA pairs to save".into()));
+    }
+    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors"))?;
+    let mut targets = meta.targets.clone();
+    targets.sort();
+    let cfg = serde_json::json!({
+        "alpha_pattern": {}, "auto_mapping": null, "base_model_name_or_path": meta.base_model, "bias": "none",
+        "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true, "layers_pattern": null,
+        "layers_to_transform": null, "lora_alpha": meta.alpha, "lora_dropout": meta.dropout, "modules_to_save": null,
+        "peft_type": "LORA", "r": meta.r, "rank_pattern": {}, "revision": null, "target_modules": targets,
+        "task_type": "CAUSAL_LM", "use_dora": false, "use_rslora": meta.rslora,
+    });
+    let p = dir.join("adapter_config.json");
+    std::fs::write(&p, serde_json::to_vec_pretty(&cfg)?).map_err(|e| EngineError::io(&p, e))
+}
+
+/// llama.cpp → Hugging Face row order within each head: the inverse of [`permute_rows_for_interleaved_rope`].
+pub fn unpermute_rows_for_interleaved_rope(m: &[f32], rows: usize, cols: usize, heads: usize) -> Vec<f32> {
+    let d = rows / heads;
+    let mut out = vec![0f32; m.len()];
+    for h in 0..heads {
+        for j in 0..2 {
+            for i in 0..d / 2 {
+                let hf = h * d + j * (d / 2) + i;
+                let gg = h * d + 2 * i + j;
+                out[hf * cols..(hf + 1) * cols].copy_from_slice(&m[gg * cols..(gg + 1) * cols]);
+            }
+        }
+    }
+    out
 }
 
 /// Hugging Face → llama.cpp row order within each head: rows `i` and `i + d/2` become `2i` and `2i + 1`.

@@ -13,7 +13,8 @@ use crate::gguf::Gguf;
 use crate::{EngineError, Result};
 
 use super::config::{Family, ModelConfig};
-use super::lora::LoraPair;
+use super::lora::{LoraDropout, LoraPair};
+use super::params::NormKind;
 
 /// Where weights come from. Names are GGUF names (`blk.3.attn_q.weight`); safetensors names are mapped per family.
 pub enum Source<'a> {
@@ -303,6 +304,31 @@ impl Layer {
         Projection::from_module_name(module).map(|p| self.projection_mut(p))
     }
 
+    /// The norm weights present, in [`Model::visit_params`]'s order.
+    pub(crate) fn norm_list(&self) -> Vec<(NormKind, &[f32])> {
+        let all = [
+            (NormKind::Attn, Some(&self.attn_norm)),
+            (NormKind::Q, self.q_norm.as_ref()),
+            (NormKind::K, self.k_norm.as_ref()),
+            (NormKind::PostAttn, self.post_attn_norm.as_ref()),
+            (NormKind::Ffn, Some(&self.ffn_norm)),
+            (NormKind::PostFfn, self.post_ffn_norm.as_ref()),
+        ];
+        all.into_iter().filter_map(|(k, w)| w.map(|w| (k, w.as_slice()))).collect()
+    }
+
+    pub(crate) fn norm_list_mut(&mut self) -> Vec<(NormKind, &mut [f32])> {
+        let all = [
+            (NormKind::Attn, Some(&mut self.attn_norm)),
+            (NormKind::Q, self.q_norm.as_mut()),
+            (NormKind::K, self.k_norm.as_mut()),
+            (NormKind::PostAttn, self.post_attn_norm.as_mut()),
+            (NormKind::Ffn, Some(&mut self.ffn_norm)),
+            (NormKind::PostFfn, self.post_ffn_norm.as_mut()),
+        ];
+        all.into_iter().filter_map(|(k, w)| w.map(|w| (k, w.as_mut_slice()))).collect()
+    }
+
     /// The RMS norm weights: before attention, before the MLP, and (Gemma 2/3) after each.
     pub fn norms(&self) -> LayerNorms<'_> {
         LayerNorms {
@@ -337,6 +363,8 @@ pub struct Model {
     pub(crate) lm_head: Option<QMatrix>,
     /// Whether projections add their LoRA pairs (off: the base model, e.g. DPO's reference).
     pub(crate) lora_enabled: bool,
+    /// Dropout on the LoRA branches of training passes ([`Model::forward_tape`] and the backward); never inference.
+    pub(crate) lora_dropout: Option<LoraDropout>,
 }
 
 impl Model {
@@ -403,7 +431,7 @@ impl Model {
                 config.hidden
             )));
         }
-        Ok(Model { embed, layers, norm, lm_head, config, lora_enabled: true })
+        Ok(Model { embed, layers, norm, lm_head, config, lora_enabled: true, lora_dropout: None })
     }
 
     pub fn layers(&self) -> &[Layer] {
@@ -422,6 +450,12 @@ impl Model {
 
     pub fn lora_enabled(&self) -> bool {
         self.lora_enabled
+    }
+
+    /// LoRA dropout for the next training passes ([`Model::forward_tape`] and [`Model::backward`] must see the same
+    /// setting); `None` turns it off. Inference never drops.
+    pub fn set_lora_dropout(&mut self, dropout: Option<LoraDropout>) {
+        self.lora_dropout = dropout.filter(|d| d.p > 0.0);
     }
 
     /// The final norm's weight.

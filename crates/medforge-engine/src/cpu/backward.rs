@@ -1,0 +1,278 @@
+//! The backward kernels of a decoder layer: RMS norm, rotary embeddings, the gated activations, and causal attention
+//! recomputed flash-style from the saved output and row log-sum-exp (no `t×t` probability matrix is stored).
+//! Formulas: `../shared/notes/training.md`; each kernel is checked against finite differences in its tests.
+
+use super::ops::{AttnShape, RopeTable};
+use super::pool::Pool;
+use super::simd;
+
+/// `dx += d(rms_norm)(x)·dy` for each `w.len()`-wide row, given the forward's `1/rms` per row (`inv`):
+/// `dx = r·(dy⊙w') − (r³/C)·x·Σ(dy⊙w'⊙x)` with `w' = w + add`.
+pub fn rms_norm_backward(x: &[f32], w: &[f32], add: f32, inv: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let d = w.len();
+    for (r, ((xr, gr), dr)) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)).enumerate() {
+        let ir = inv[r] as f64;
+        let dot: f64 = xr.iter().zip(gr).zip(w).map(|((&xv, &g), &wv)| g as f64 * (wv + add) as f64 * xv as f64).sum();
+        let c = ir * ir * ir * dot / d as f64;
+        for (((o, &xv), &g), &wv) in dr.iter_mut().zip(xr).zip(gr).zip(w) {
+            *o += (ir * g as f64 * (wv + add) as f64 - c * xv as f64) as f32;
+        }
+    }
+}
+
+/// The inverse rotation of [`super::ops::rope`] (the same pairs rotated by `-angle`): the gradient of a rotation is
+/// its transpose.
+pub fn rope_backward(x: &mut [f32], t: usize, heads: usize, head_dim: usize, table: &RopeTable, interleaved: bool) {
+    let half = table.half;
+    for i in 0..t {
+        let (c, s) = (&table.cos[i * half..(i + 1) * half], &table.sin[i * half..(i + 1) * half]);
+        for h in 0..heads {
+            let v = &mut x[(i * heads + h) * head_dim..(i * heads + h + 1) * head_dim];
+            for k in 0..half {
+                let (a, b) = if interleaved { (2 * k, 2 * k + 1) } else { (k, k + half) };
+                let (x0, x1) = (v[a], v[b]);
+                v[a] = x0 * c[k] + x1 * s[k];
+                v[b] = -x0 * s[k] + x1 * c[k];
+            }
+        }
+    }
+}
+
+/// `d silu(g)/dg`.
+pub fn silu_grad(g: f32) -> f32 {
+    let s = 1.0 / (1.0 + (-g).exp());
+    s * (1.0 + g * (1.0 - s))
+}
+
+/// `d gelu_tanh(g)/dg`.
+pub fn gelu_tanh_grad(g: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // sqrt(2 / pi)
+    let inner = C * (g + 0.044_715 * g * g * g);
+    let t = inner.tanh();
+    0.5 * (1.0 + t) + 0.5 * g * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044_715 * g * g)
+}
+
+#[derive(Clone, Copy)]
+struct Rows(*mut f32);
+// SAFETY: each task writes rows no other task writes.
+unsafe impl Send for Rows {}
+unsafe impl Sync for Rows {}
+
+impl Rows {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// One sequence's attention backward, all rows from position 0: q (`t × n_head·hd`, after rope), k and v
+/// (`t × n_kv_head·hd`), the forward output `o` and row log-sum-exp `lse` (`t × n_head`), and `d_o`; writes
+/// `dq`, and `dk`, `dv` (accumulated over the query heads sharing a kv head).
+pub struct AttnGrad<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub o: &'a [f32],
+    pub lse: &'a [f32],
+    pub d_o: &'a [f32],
+    pub t: usize,
+    pub dq: &'a mut [f32],
+    pub dk: &'a mut [f32],
+    pub dv: &'a mut [f32],
+}
+
+/// The score of query row `i` (head `h`) against key `j`, before and after the soft cap; and the cap's derivative.
+#[inline]
+fn score(qh: &[f32], kj: &[f32], s: AttnShape) -> (f32, f32) {
+    let raw = simd::dot_f32(qh, kj) * s.scale;
+    match s.softcap {
+        Some(c) => {
+            let th = (raw / c).tanh();
+            (c * th, 1.0 - th * th)
+        }
+        None => (raw, 1.0),
+    }
+}
+
+/// Flash-style attention backward: probabilities are recomputed from q, k and the saved log-sum-exp, one pass over
+/// query rows (dq) and one over key rows (dk, dv), so no task writes what another writes.
+pub fn attention_backward(job: AttnGrad, s: AttnShape) {
+    let (hd, nh, nkv) = (s.head_dim, s.n_head, s.n_kv_head);
+    let (kvd, rep, t) = (nkv * hd, nh / nkv, job.t);
+    // D = rowsum(dO ⊙ O) per (row, head).
+    let dd: Vec<f32> = (0..t * nh)
+        .map(|r| {
+            let (i, h) = (r / nh, r % nh);
+            let sl = (i * nh + h) * hd..(i * nh + h + 1) * hd;
+            simd::dot_f32(&job.d_o[sl.clone()], &job.o[sl])
+        })
+        .collect();
+    let lo = |pos: usize| s.window.map(|w| (pos + 1).saturating_sub(w)).unwrap_or(0);
+    let hi = |key: usize| s.window.map(|w| (key + w).min(t)).unwrap_or(t); // queries key..hi see key
+    let (q, k, v, d_o, lse, dd) = (job.q, job.k, job.v, job.d_o, job.lse, &dd);
+    let dq = Rows(job.dq.as_mut_ptr());
+    // Pass 1: dq, one task per (query row, head).
+    let query_task = |task: usize| {
+        let (i, h) = (task / nh, task % nh);
+        let g = h / rep;
+        let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+        let doh = &d_o[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+        // SAFETY: task (i, h) alone writes row (i, h) of dq.
+        let out = unsafe { std::slice::from_raw_parts_mut(dq.get().add((i * nh + h) * hd), hd) };
+        out.fill(0.0);
+        for j in lo(i)..=i {
+            let kj = &k[j * kvd + g * hd..j * kvd + (g + 1) * hd];
+            let (sc, cap) = score(qh, kj, s);
+            let p = (sc - lse[i * nh + h]).exp();
+            let dp = simd::dot_f32(doh, &v[j * kvd + g * hd..j * kvd + (g + 1) * hd]);
+            let ds = p * (dp - dd[i * nh + h]) * cap * s.scale;
+            simd::axpy(ds, kj, out);
+        }
+    };
+    // Pass 2: dk and dv, one task per (key row, kv head): every query head of the group, every query that sees it.
+    let (dk, dv) = (Rows(job.dk.as_mut_ptr()), Rows(job.dv.as_mut_ptr()));
+    let key_task = |task: usize| {
+        let (j, g) = (task / nkv, task % nkv);
+        let kj = &k[j * kvd + g * hd..j * kvd + (g + 1) * hd];
+        let vj = &v[j * kvd + g * hd..j * kvd + (g + 1) * hd];
+        // SAFETY: task (j, g) alone writes row (j, g) of dk and dv.
+        let (dkr, dvr) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(dk.get().add(j * kvd + g * hd), hd),
+                std::slice::from_raw_parts_mut(dv.get().add(j * kvd + g * hd), hd),
+            )
+        };
+        dkr.fill(0.0);
+        dvr.fill(0.0);
+        for i in j..hi(j) {
+            for h in g * rep..(g + 1) * rep {
+                let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+                let doh = &d_o[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+                let (sc, cap) = score(qh, kj, s);
+                let p = (sc - lse[i * nh + h]).exp();
+                let dp = simd::dot_f32(doh, vj);
+                let ds = p * (dp - dd[i * nh + h]) * cap * s.scale;
+                simd::axpy(ds, qh, dkr);
+                simd::axpy(p, doh, dvr);
+            }
+        }
+    };
+    let work = t * t * nh * hd;
+    if work < 1 << 15 {
+        (0..t * nh).for_each(query_task);
+        (0..t * nkv).for_each(key_task);
+    } else {
+        Pool::global().run(t * nh, &query_task);
+        Pool::global().run(t * nkv, &key_task);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::ops;
+
+    fn vals(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Central differences of `f` at `x` in the direction of `dy` against the analytic `<dx, dy>`.
+    fn check_grad(x: &[f32], f: impl Fn(&[f32]) -> Vec<f32>, dy: &[f32], dx: &[f32], what: &str) {
+        let eps = 1e-3f64;
+        for idx in (0..x.len()).step_by((x.len() / 7).max(1)) {
+            let mut xp: Vec<f32> = x.to_vec();
+            let mut xm: Vec<f32> = x.to_vec();
+            xp[idx] += eps as f32;
+            xm[idx] -= eps as f32;
+            let (fp, fm) = (f(&xp), f(&xm));
+            let num: f64 =
+                fp.iter().zip(&fm).zip(dy).map(|((a, b), g)| (*a as f64 - *b as f64) / (2.0 * eps) * *g as f64).sum();
+            assert!(
+                (num - dx[idx] as f64).abs() < 2e-3 * (1.0 + num.abs()),
+                "{what}[{idx}]: numeric {num} vs analytic {}",
+                dx[idx]
+            );
+        }
+    }
+
+    #[test]
+    fn rms_norm_backward_matches_finite_differences() {
+        let (rows, d) = (3, 8);
+        let x = vals(rows * d, 3);
+        let w = vals(d, 5);
+        let dy = vals(rows * d, 7);
+        for add in [0.0, 1.0] {
+            let f = |x: &[f32]| {
+                let mut y = vec![0f32; x.len()];
+                ops::rms_norm(x, &w, 1e-5, add, &mut y, None);
+                y
+            };
+            let mut inv = vec![0f32; rows];
+            let mut y = vec![0f32; rows * d];
+            ops::rms_norm(&x, &w, 1e-5, add, &mut y, Some(&mut inv));
+            let mut dx = vec![0f32; rows * d];
+            rms_norm_backward(&x, &w, add, &inv, &dy, &mut dx);
+            check_grad(&x, f, &dy, &dx, "rms_norm");
+        }
+    }
+
+    #[test]
+    fn rope_backward_inverts_the_rotation() {
+        let table = RopeTable::new(2, 3, 8, 10_000.0, 1.0, &[]);
+        for interleaved in [false, true] {
+            let x = vals(3 * 2 * 8, 11);
+            let mut y = x.clone();
+            ops::rope(&mut y, 3, 2, 8, &table, interleaved);
+            rope_backward(&mut y, 3, 2, 8, &table, interleaved);
+            for (a, b) in x.iter().zip(&y) {
+                assert!((a - b).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn activation_derivatives_match_finite_differences() {
+        for g in [-3.0f32, -0.7, 0.0, 0.4, 2.5] {
+            let e = 1e-3f32;
+            let n = (ops::silu(g + e) - ops::silu(g - e)) / (2.0 * e);
+            assert!((n - silu_grad(g)).abs() < 1e-3, "silu' at {g}");
+            let n = (ops::gelu_tanh(g + e) - ops::gelu_tanh(g - e)) / (2.0 * e);
+            assert!((n - gelu_tanh_grad(g)).abs() < 1e-3, "gelu' at {g}");
+        }
+    }
+
+    #[test]
+    fn attention_backward_matches_finite_differences() {
+        let t = 5;
+        for (window, softcap) in [(None, None), (Some(3), None), (None, Some(2.0))] {
+            let s = AttnShape { n_head: 4, n_kv_head: 2, head_dim: 4, scale: 0.5, window, softcap };
+            let (qd, kvd) = (16, 8);
+            let q = vals(t * qd, 13);
+            let k = vals(t * kvd, 17);
+            let v = vals(t * kvd, 19);
+            let d_o = vals(t * qd, 23);
+            let fwd = |q: &[f32], k: &[f32], v: &[f32]| {
+                let mut o = vec![0f32; t * qd];
+                let mut lse = vec![0f32; t * 4];
+                ops::attention_batch(&mut [ops::AttnJob { q, k, v, t, start: 0, out: &mut o, lse: Some(&mut lse) }], s);
+                (o, lse)
+            };
+            let (o, lse) = fwd(&q, &k, &v);
+            let (mut dq, mut dk, mut dv) = (vec![0f32; t * qd], vec![0f32; t * kvd], vec![0f32; t * kvd]);
+            attention_backward(
+                AttnGrad { q: &q, k: &k, v: &v, o: &o, lse: &lse, d_o: &d_o, t, dq: &mut dq, dk: &mut dk, dv: &mut dv },
+                s,
+            );
+            check_grad(&q, |x| fwd(x, &k, &v).0, &d_o, &dq, "dq");
+            check_grad(&k, |x| fwd(&q, x, &v).0, &d_o, &dk, "dk");
+            check_grad(&v, |x| fwd(&q, &k, x).0, &d_o, &dv, "dv");
+        }
+    }
+}

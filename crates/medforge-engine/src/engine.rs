@@ -284,6 +284,24 @@ impl Engine {
         Ok(ids)
     }
 
+    /// The beginning-of-sequence token's text, if the model names one.
+    pub fn bos_token(&self) -> Option<&str> {
+        self.bos.as_ref().map(|b| b.1.as_str())
+    }
+
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos.as_ref().map(|b| b.0)
+    }
+
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos.as_ref().map(|e| e.0)
+    }
+
+    /// Whether prompts get a BOS token prepended ([`Engine::encode_prompt`]).
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos
+    }
+
     /// The end-of-sequence token's text (what closes an assistant turn in training data), if the model names one.
     pub fn eos_token(&self) -> Option<&str> {
         self.eos.as_ref().map(|e| e.1.as_str())

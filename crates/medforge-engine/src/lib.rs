@@ -16,6 +16,7 @@ pub mod backend;
 pub(crate) mod cpu;
 pub mod engine;
 mod error;
+pub mod export;
 pub mod gguf;
 pub mod info;
 pub mod model;
@@ -38,6 +39,17 @@ pub use sampling::SamplingParams;
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// The model cache: `$MEDFORGE_MODELS`, else `~/.cache/medforge/models`.
+/// Use `threads` compute threads (the engine's pool and rayon's, which the backward GEMMs use), before any model
+/// work starts; `threads = 0` keeps the default (`MEDFORGE_THREADS`, else all cores). Returns the count in effect.
+pub fn set_threads(threads: usize) -> usize {
+    if threads > 0 {
+        cpu::pool::Pool::init_global(threads);
+        // Fails only when rayon's pool already runs; its size then stays.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    }
+    cpu::pool::Pool::global().threads()
+}
+
 pub fn models_dir() -> std::path::PathBuf {
     match std::env::var_os("MEDFORGE_MODELS") {
         Some(d) if !d.is_empty() => d.into(),

@@ -99,7 +99,7 @@ fn loss_and_backward(model: &Model, seqs: &[(Vec<u32>, usize)], sink: &mut dyn G
     }
     let n = rows.len();
     let h: Vec<f32> = rows.iter().flat_map(|&r| hidden.row(r).to_vec()).collect();
-    let logits = model.logits(&h, n);
+    let logits = model.logits_dense(&h, n);
     let vocab = logits.len() / n;
     let mut d_logits = vec![0f32; logits.len()];
     let mut loss = 0f64;

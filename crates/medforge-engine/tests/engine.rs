@@ -367,7 +367,11 @@ fn forward_tape_equals_inference_and_records_the_backward_inputs() {
         let (mut ca, mut cb): (KvCache, KvCache) = (m.new_cache(), m.new_cache());
         let want = m.forward_batch(&mut [(&a[..], &mut ca), (&b[..], &mut cb)]).unwrap();
         let (got, tape) = m.forward_tape(&[&a, &b]).unwrap();
-        assert_eq!(got.data, want.data, "{arch:?}: the tape pass must not change the numbers");
+        // The training pass runs on other kernels (tiled GEMMs, per-head GEMM attention): the same function, summed
+        // in another order.
+        let worst = got.data.iter().zip(&want.data).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{arch:?}: the tape pass differs from inference by {worst}");
+        assert_eq!(m.forward_full(&[&a, &b]).unwrap().data, got.data, "{arch:?}: with and without the tape");
         assert_eq!(tape.spans, vec![(0, 13), (13, 6)]);
         assert_eq!(tape.layers.len(), m.config.n_layer);
         let c = &m.config;

@@ -1,10 +1,8 @@
-//! The backward kernels of a decoder layer: RMS norm, rotary embeddings, the gated activations, and causal attention
-//! recomputed flash-style from the saved output and row log-sum-exp (no `t×t` probability matrix is stored).
+//! The backward kernels of a decoder layer: RMS norm, rotary embeddings and the gated activations; attention's is in
+//! [`super::dense_attention`], beside its training forward.
 //! Formulas: `../shared/notes/training.md`; each kernel is checked against finite differences in its tests.
 
-use super::ops::{AttnShape, RopeTable};
-use super::pool::Pool;
-use super::simd;
+use super::ops::RopeTable;
 
 /// `dx += d(rms_norm)(x)·dy` for each `w.len()`-wide row, given the forward's `1/rms` per row (`inv`):
 /// `dx = r·(dy⊙w') − (r³/C)·x·Σ(dy⊙w'⊙x)` with `w' = w + add`.
@@ -52,19 +50,7 @@ pub fn gelu_tanh_grad(g: f32) -> f32 {
     0.5 * (1.0 + t) + 0.5 * g * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044_715 * g * g)
 }
 
-#[derive(Clone, Copy)]
-struct Rows(*mut f32);
-// SAFETY: each task writes rows no other task writes.
-unsafe impl Send for Rows {}
-unsafe impl Sync for Rows {}
-
-impl Rows {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// One sequence's attention backward, all rows from position 0: q (`t × n_head·hd`, after rope), k and v
+/// One sequence's attention backward ([`super::dense_attention::attention_backward`]), all rows from position 0: q (`t × n_head·hd`, after rope), k and v
 /// (`t × n_kv_head·hd`), the forward output `o` and row log-sum-exp `lse` (`t × n_head`), and `d_o`; writes
 /// `dq`, and `dk`, `dv` (accumulated over the query heads sharing a kv head).
 pub struct AttnGrad<'a> {
@@ -80,96 +66,11 @@ pub struct AttnGrad<'a> {
     pub dv: &'a mut [f32],
 }
 
-/// The score of query row `i` (head `h`) against key `j`, before and after the soft cap; and the cap's derivative.
-#[inline]
-fn score(qh: &[f32], kj: &[f32], s: AttnShape) -> (f32, f32) {
-    let raw = simd::dot_f32(qh, kj) * s.scale;
-    match s.softcap {
-        Some(c) => {
-            let th = (raw / c).tanh();
-            (c * th, 1.0 - th * th)
-        }
-        None => (raw, 1.0),
-    }
-}
-
-/// Flash-style attention backward: probabilities are recomputed from q, k and the saved log-sum-exp, one pass over
-/// query rows (dq) and one over key rows (dk, dv), so no task writes what another writes.
-pub fn attention_backward(job: AttnGrad, s: AttnShape) {
-    let (hd, nh, nkv) = (s.head_dim, s.n_head, s.n_kv_head);
-    let (kvd, rep, t) = (nkv * hd, nh / nkv, job.t);
-    // D = rowsum(dO ⊙ O) per (row, head).
-    let dd: Vec<f32> = (0..t * nh)
-        .map(|r| {
-            let (i, h) = (r / nh, r % nh);
-            let sl = (i * nh + h) * hd..(i * nh + h + 1) * hd;
-            simd::dot_f32(&job.d_o[sl.clone()], &job.o[sl])
-        })
-        .collect();
-    let lo = |pos: usize| s.window.map(|w| (pos + 1).saturating_sub(w)).unwrap_or(0);
-    let hi = |key: usize| s.window.map(|w| (key + w).min(t)).unwrap_or(t); // queries key..hi see key
-    let (q, k, v, d_o, lse, dd) = (job.q, job.k, job.v, job.d_o, job.lse, &dd);
-    let dq = Rows(job.dq.as_mut_ptr());
-    // Pass 1: dq, one task per (query row, head).
-    let query_task = |task: usize| {
-        let (i, h) = (task / nh, task % nh);
-        let g = h / rep;
-        let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-        let doh = &d_o[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-        // SAFETY: task (i, h) alone writes row (i, h) of dq.
-        let out = unsafe { std::slice::from_raw_parts_mut(dq.get().add((i * nh + h) * hd), hd) };
-        out.fill(0.0);
-        for j in lo(i)..=i {
-            let kj = &k[j * kvd + g * hd..j * kvd + (g + 1) * hd];
-            let (sc, cap) = score(qh, kj, s);
-            let p = (sc - lse[i * nh + h]).exp();
-            let dp = simd::dot_f32(doh, &v[j * kvd + g * hd..j * kvd + (g + 1) * hd]);
-            let ds = p * (dp - dd[i * nh + h]) * cap * s.scale;
-            simd::axpy(ds, kj, out);
-        }
-    };
-    // Pass 2: dk and dv, one task per (key row, kv head): every query head of the group, every query that sees it.
-    let (dk, dv) = (Rows(job.dk.as_mut_ptr()), Rows(job.dv.as_mut_ptr()));
-    let key_task = |task: usize| {
-        let (j, g) = (task / nkv, task % nkv);
-        let kj = &k[j * kvd + g * hd..j * kvd + (g + 1) * hd];
-        let vj = &v[j * kvd + g * hd..j * kvd + (g + 1) * hd];
-        // SAFETY: task (j, g) alone writes row (j, g) of dk and dv.
-        let (dkr, dvr) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(dk.get().add(j * kvd + g * hd), hd),
-                std::slice::from_raw_parts_mut(dv.get().add(j * kvd + g * hd), hd),
-            )
-        };
-        dkr.fill(0.0);
-        dvr.fill(0.0);
-        for i in j..hi(j) {
-            for h in g * rep..(g + 1) * rep {
-                let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-                let doh = &d_o[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-                let (sc, cap) = score(qh, kj, s);
-                let p = (sc - lse[i * nh + h]).exp();
-                let dp = simd::dot_f32(doh, vj);
-                let ds = p * (dp - dd[i * nh + h]) * cap * s.scale;
-                simd::axpy(ds, qh, dkr);
-                simd::axpy(p, doh, dvr);
-            }
-        }
-    };
-    let work = t * t * nh * hd;
-    if work < 1 << 15 {
-        (0..t * nh).for_each(query_task);
-        (0..t * nkv).for_each(key_task);
-    } else {
-        Pool::global().run(t * nh, &query_task);
-        Pool::global().run(t * nkv, &key_task);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::ops;
+    use crate::cpu::dense_attention::{attention_backward, attention_forward};
+    use crate::cpu::ops::{self, AttnShape};
 
     fn vals(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed | 1;
@@ -265,6 +166,12 @@ mod tests {
                 (o, lse)
             };
             let (o, lse) = fwd(&q, &k, &v);
+            // The training forward equals the inference kernel.
+            let (mut o2, mut lse2) = (vec![0f32; t * qd], vec![0f32; t * 4]);
+            attention_forward(&q, &k, &v, t, s, &mut o2, &mut lse2);
+            for (a, b) in o.iter().zip(&o2).chain(lse.iter().zip(&lse2)) {
+                assert!((a - b).abs() < 1e-5, "dense forward {b} vs {a}");
+            }
             let (mut dq, mut dk, mut dv) = (vec![0f32; t * qd], vec![0f32; t * kvd], vec![0f32; t * kvd]);
             attention_backward(
                 AttnGrad { q: &q, k: &k, v: &v, o: &o, lse: &lse, d_o: &d_o, t, dq: &mut dq, dk: &mut dk, dv: &mut dv },

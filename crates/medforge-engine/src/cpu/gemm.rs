@@ -7,10 +7,70 @@ use super::matrix::QMatrix;
 /// Rows of a dequantised weight panel: large enough for the GEMM to reach its speed, small enough to stay in cache.
 const PANEL_ROWS: usize = 256;
 
+/// A strided matrix operand: element `(i, j)` is at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+pub struct Strided {
+    pub ptr: *const f32,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+/// `dst (m×n, row stride dst_rs) = [dst +] beta · a·b` over strided operands, threads as [`matmul`] chooses
+/// (`parallel = false`: on the calling thread, for callers that parallelise over tasks themselves).
+///
+/// # Safety
+/// The operands must cover their strided extents, and `dst` must not overlap `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    accumulate: bool,
+    a: Strided,
+    b: Strided,
+    beta: f32,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let par = if parallel && m * n * k >= 1 << 18 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads().max(1))
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the caller's contract.
+    unsafe {
+        gemm::gemm(
+            m, n, k, dst, 1, dst_rs, accumulate, a.ptr, a.cs, a.rs, b.ptr, b.cs, b.rs, 1.0, beta, false, false, false,
+            par,
+        );
+    }
+}
+
 /// `c (m×n) = [c +] a·b` with row-major operands; `ta`: `a` is stored transposed (`k×m`), `tb`: `b` is stored
 /// transposed (`n×k`).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool, c: &mut [f32], accumulate: bool) {
+    matmul_scaled(m, n, k, a, ta, b, tb, c, accumulate, 1.0);
+}
+
+/// [`matmul`] with the product scaled: `c = [c +] beta·a·b`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_scaled(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: &mut [f32],
+    accumulate: bool,
+    beta: f32,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -23,35 +83,57 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: 
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul: operand too small");
     let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    let flops = m * n * k;
-    let par = if flops >= 1 << 18 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads().max(1))
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the pointers cover the strided extents checked above; `c` does not alias `a` or `b` (distinct borrows).
+    // SAFETY: the slices cover the strided extents checked above; `c` does not alias `a` or `b` (distinct borrows).
     unsafe {
-        gemm::gemm(
+        gemm_strided(
             m,
             n,
             k,
             c.as_mut_ptr(),
-            1,
             n as isize,
             accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
+            Strided { ptr: a.as_ptr(), rs: a_rs, cs: a_cs },
+            Strided { ptr: b.as_ptr(), rs: b_rs, cs: b_cs },
+            beta,
+            true,
         );
+    }
+}
+
+/// `y (t×out) = [y +] x (t×in) · Wᵀ` for a weight in any storage format: the forward projection of training passes,
+/// as one tiled GEMM (f32 weights in place, quantised ones a dequantised panel of rows at a time) instead of the
+/// inference kernels' row-at-a-time dot products, which are built for a few rows.
+pub fn matmul_x_wt(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32], accumulate: bool) {
+    let (out, inp) = (w.rows(), w.cols());
+    assert!(x.len() >= t * inp && y.len() >= t * out, "matmul_x_wt: operand too small");
+    if let Some(values) = w.f32_values() {
+        matmul(t, out, inp, x, false, values, true, y, accumulate);
+        return;
+    }
+    let mut panel = vec![0f32; PANEL_ROWS * inp];
+    let mut o0 = 0;
+    while o0 < out {
+        let p = PANEL_ROWS.min(out - o0);
+        for r in 0..p {
+            w.row_f32(o0 + r, &mut panel[r * inp..(r + 1) * inp]);
+        }
+        // y's columns o0..o0+p: a strided destination with row stride `out`.
+        // SAFETY: x covers t×inp, the panel p×inp, y's columns o0..o0+p of t rows lie inside y.
+        unsafe {
+            gemm_strided(
+                t,
+                p,
+                inp,
+                y.as_mut_ptr().add(o0),
+                out as isize,
+                accumulate,
+                Strided { ptr: x.as_ptr(), rs: inp as isize, cs: 1 },
+                Strided { ptr: panel.as_ptr(), rs: 1, cs: inp as isize },
+                1.0,
+                true,
+            );
+        }
+        o0 += p;
     }
 }
 
@@ -65,18 +147,28 @@ pub fn accumulate_dy_w(w: &QMatrix, dy: &[f32], t: usize, dx: &mut [f32]) {
         return;
     }
     let mut panel = vec![0f32; PANEL_ROWS * inp];
-    let mut dy_panel = vec![0f32; t * PANEL_ROWS];
     let mut o0 = 0;
     while o0 < out {
         let p = PANEL_ROWS.min(out - o0);
         for r in 0..p {
             w.row_f32(o0 + r, &mut panel[r * inp..(r + 1) * inp]);
         }
-        // dy's columns o0..o0+p, packed (the GEMM reads a contiguous t×p block).
-        for i in 0..t {
-            dy_panel[i * p..(i + 1) * p].copy_from_slice(&dy[i * out + o0..i * out + o0 + p]);
+        // dy's columns o0..o0+p, read in place with row stride `out`.
+        // SAFETY: dy covers t×out, the panel p×inp, dx t×inp; dx does not alias dy or the panel.
+        unsafe {
+            gemm_strided(
+                t,
+                inp,
+                p,
+                dx.as_mut_ptr(),
+                inp as isize,
+                true,
+                Strided { ptr: dy.as_ptr().add(o0), rs: out as isize, cs: 1 },
+                Strided { ptr: panel.as_ptr(), rs: inp as isize, cs: 1 },
+                1.0,
+                true,
+            );
         }
-        matmul(t, inp, p, &dy_panel[..t * p], false, &panel[..p * inp], false, dx, true);
         o0 += p;
     }
 }
@@ -121,6 +213,24 @@ mod tests {
     }
 
     #[test]
+    fn x_wt_equals_the_dequantised_product() {
+        use candle_core::quantized::GgmlDType;
+        let (out, inp, t) = (300, 64, 5);
+        let w: Vec<f32> = (0..out * inp).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
+        let x: Vec<f32> = (0..t * inp).map(|i| ((i * 17 % 41) as f32 - 20.0) / 30.0).collect();
+        for q in
+            [QMatrix::from_f32(out, inp, w.clone()).unwrap(), QMatrix::quantize(out, inp, w, GgmlDType::Q8_0).unwrap()]
+        {
+            let want = naive(t, out, inp, &x, false, &q.to_f32(), true);
+            let mut y = vec![0f32; t * out];
+            matmul_x_wt(&q, &x, t, &mut y, false);
+            for (a, b) in y.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{:?}: {a} vs {b}", q.dtype());
+            }
+        }
+    }
+
+    #[test]
     fn dy_w_equals_the_dequantised_product() {
         use candle_core::quantized::GgmlDType;
         let (out, inp, t) = (300, 64, 3);
@@ -137,5 +247,79 @@ mod tests {
                 assert!((x - y).abs() < 1e-3 * (1.0 + y.abs()), "{:?}: {x} vs {y}", q.dtype());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use std::time::Instant;
+
+    fn time(f: &mut dyn FnMut()) -> f64 {
+        f();
+        let t = Instant::now();
+        for _ in 0..3 {
+            f();
+        }
+        t.elapsed().as_secs_f64() / 3.0
+    }
+
+    #[test]
+    #[ignore]
+    fn report_speeds() {
+        use crate::cpu::ops::AttnShape;
+        use candle_core::quantized::GgmlDType;
+        let (t, inp, out) = (985, 576, 1536);
+        let x = vec![0.1f32; t * inp];
+        let w: Vec<f32> = (0..out * inp).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
+        let wf = QMatrix::from_f32(out, inp, w.clone()).unwrap();
+        let wq = QMatrix::quantize(out, inp, w, GgmlDType::Q4_1).unwrap();
+        let mut y = vec![0f32; t * out];
+        let gf = 2.0 * (t * inp * out) as f64 / 1e9;
+        eprintln!("x_wt f32: {:.1} GFLOP/s", gf / time(&mut || matmul_x_wt(&wf, &x, t, &mut y, false)));
+        eprintln!("x_wt q4_1: {:.1} GFLOP/s", gf / time(&mut || matmul_x_wt(&wq, &x, t, &mut y, false)));
+        let mut dx = vec![0f32; t * inp];
+        eprintln!("dy_w f32: {:.1} GFLOP/s", gf / time(&mut || accumulate_dy_w(&wf, &y, t, &mut dx)));
+        eprintln!("dy_w q4_1: {:.1} GFLOP/s", gf / time(&mut || accumulate_dy_w(&wq, &y, t, &mut dx)));
+        let r = 8;
+        let a = vec![0.01f32; r * inp];
+        let mut z = vec![0f32; t * r];
+        let gl = 2.0 * (t * inp * r) as f64 / 1e9;
+        eprintln!("lora x·Aᵀ: {:.1} GFLOP/s", gl / time(&mut || matmul(t, r, inp, &x, false, &a, true, &mut z, false)));
+        let mut da = vec![0f32; r * inp];
+        eprintln!(
+            "lora dzᵀ·x: {:.1} GFLOP/s",
+            gl / time(&mut || matmul(r, inp, t, &z, true, &x, false, &mut da, true))
+        );
+        let s = AttnShape { n_head: 9, n_kv_head: 3, head_dim: 64, scale: 0.125, window: None, softcap: None };
+        let tt = 250;
+        let q = vec![0.01f32; tt * 576];
+        let k = vec![0.01f32; tt * 192];
+        let mut o = vec![0f32; tt * 576];
+        let mut lse = vec![0f32; tt * 9];
+        let ga = 4.0 * (tt * tt * 64 * 9) as f64 / 1e9;
+        eprintln!(
+            "attention fwd t=250: {:.1} GFLOP/s",
+            ga / time(&mut || crate::cpu::dense_attention::attention_forward(&q, &k, &k, tt, s, &mut o, &mut lse))
+        );
+        let (mut dq, mut dk, mut dv) = (vec![0f32; tt * 576], vec![0f32; tt * 192], vec![0f32; tt * 192]);
+        let secs = time(&mut || {
+            crate::cpu::dense_attention::attention_backward(
+                crate::cpu::backward::AttnGrad {
+                    q: &q,
+                    k: &k,
+                    v: &k,
+                    o: &o,
+                    lse: &lse,
+                    d_o: &q,
+                    t: tt,
+                    dq: &mut dq,
+                    dk: &mut dk,
+                    dv: &mut dv,
+                },
+                s,
+            )
+        });
+        eprintln!("attention bwd t=250: {:.1} GFLOP/s ({secs:.4} s)", 2.0 * ga / secs);
     }
 }

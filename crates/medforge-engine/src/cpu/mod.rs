@@ -8,6 +8,7 @@
 //! here with AVX2 and checked against the scalar definition.
 
 pub mod backward;
+pub mod dense_attention;
 pub mod gemm;
 pub mod matrix;
 pub mod ops;

@@ -94,6 +94,8 @@ fn worker(s: Arc<Shared>) {
     }
 }
 
+static GLOBAL: OnceLock<Pool> = OnceLock::new();
+
 impl Pool {
     pub fn new(threads: usize) -> Pool {
         let shared = Arc::new(Shared {
@@ -117,16 +119,21 @@ impl Pool {
         Pool { shared, threads, busy: Mutex::new(()) }
     }
 
-    /// The process-wide pool: `MEDFORGE_THREADS`, else `RAYON_NUM_THREADS`, else the number of CPUs.
+    /// The process-wide pool: the count given to [`Pool::init_global`], else `MEDFORGE_THREADS`, else
+    /// `RAYON_NUM_THREADS`, else the number of CPUs.
     pub fn global() -> &'static Pool {
-        static POOL: OnceLock<Pool> = OnceLock::new();
-        POOL.get_or_init(|| {
+        GLOBAL.get_or_init(|| {
             let from_env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0);
             let n = from_env("MEDFORGE_THREADS")
                 .or_else(|| from_env("RAYON_NUM_THREADS"))
                 .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             Pool::new(n)
         })
+    }
+
+    /// Size the process-wide pool before its first use; `false` when it already runs (with its own size).
+    pub fn init_global(threads: usize) -> bool {
+        GLOBAL.set(Pool::new(threads.max(1))).is_ok()
     }
 
     pub fn threads(&self) -> usize {

@@ -5,13 +5,14 @@
 //! dropout) and, in full fine-tuning, the weights themselves accumulate their gradients into a [`GradSink`]. Checked
 //! against PyTorch autograd in `tests/backward.rs`.
 
-use crate::cpu::backward::{attention_backward, gelu_tanh_grad, rms_norm_backward, rope_backward, silu_grad, AttnGrad};
+use crate::cpu::backward::{gelu_tanh_grad, rms_norm_backward, rope_backward, silu_grad, AttnGrad};
+use crate::cpu::dense_attention::attention_backward;
 use crate::cpu::gemm::{accumulate_dy_w, matmul};
 use crate::cpu::ops;
 use crate::{EngineError, Result};
 
 use super::config::{Activation, ModelConfig};
-use super::forward::{attn_shape, LoraPass, Ropes, Span};
+use super::forward::{attn_shape, PassMode, Ropes, Span};
 use super::lora::LoraPair;
 use super::params::{NormKind, Param};
 use super::tape::{LayerTape, Tape};
@@ -82,7 +83,7 @@ fn linear_backward(
     x: &[f32],
     dy: &[f32],
     t: usize,
-    lp: LoraPass,
+    lp: PassMode,
     dx: &mut [f32],
     sink: &mut dyn GradSink,
     (li, proj): (usize, Projection),
@@ -99,7 +100,7 @@ fn linear_backward(
             }
         }
     }
-    let Some(pair) = lin.lora().filter(|_| lp.on) else { return };
+    let Some(pair) = lin.lora().filter(|_| lp.lora) else { return };
     let Some((da, db)) = sink.lora(li, proj) else {
         // Frozen pair: only its contribution to dx.
         lora_input_grad(pair, dy, t, lp, li, proj, dx);
@@ -123,7 +124,7 @@ fn linear_backward(
 }
 
 /// `dx += (dz·A) ⊙ dropout mask` for `dz = s·dy B`.
-fn add_lora_dx(pair: &LoraPair, dz: &[f32], t: usize, lp: LoraPass, li: usize, proj: Projection, dx: &mut [f32]) {
+fn add_lora_dx(pair: &LoraPair, dz: &[f32], t: usize, lp: PassMode, li: usize, proj: Projection, dx: &mut [f32]) {
     match lp.dropout {
         None => matmul(t, pair.in_dim(), pair.rank(), dz, false, pair.a(), false, dx, true),
         Some(d) => {
@@ -136,7 +137,7 @@ fn add_lora_dx(pair: &LoraPair, dz: &[f32], t: usize, lp: LoraPass, li: usize, p
 }
 
 /// A frozen LoRA pair's share of `dx` (a pair the sink does not train, e.g. a second adapter).
-fn lora_input_grad(pair: &LoraPair, dy: &[f32], t: usize, lp: LoraPass, li: usize, proj: Projection, dx: &mut [f32]) {
+fn lora_input_grad(pair: &LoraPair, dy: &[f32], t: usize, lp: PassMode, li: usize, proj: Projection, dx: &mut [f32]) {
     let mut dz = vec![0f32; t * pair.rank()];
     matmul(t, pair.rank(), pair.out_dim(), dy, false, pair.b(), false, &mut dz, false);
     dz.iter_mut().for_each(|v| *v *= pair.scale());
@@ -150,7 +151,7 @@ impl Layer {
         &self,
         li: usize,
         c: &ModelConfig,
-        lp: LoraPass,
+        lp: PassMode,
         lt: &LayerTape,
         spans: &[Span],
         ropes: &Ropes,
@@ -265,7 +266,7 @@ impl Model {
         }
         let spans: Vec<Span> = tape.spans.iter().map(|&(off, t)| Span { off, t, start: 0 }).collect();
         let ropes = Ropes::new(c, &spans);
-        let lp = LoraPass { on: self.lora_enabled, dropout: self.lora_dropout };
+        let lp = PassMode { lora: self.lora_enabled, dropout: self.lora_dropout, dense: true };
         let mut dx = vec![0f32; rows * c.hidden];
         norm_backward(
             &tape.x_final,

@@ -3,6 +3,8 @@
 //! sharing each pass over the weights) and training over whole sequences with a [`Tape`] ([`Model::forward_tape`]);
 //! then logits and log-probabilities.
 
+use crate::cpu::dense_attention;
+use crate::cpu::gemm::{matmul, matmul_scaled, matmul_x_wt};
 use crate::cpu::matrix::matmul_many;
 use crate::cpu::ops::{self, AttnShape, RopeTable};
 use crate::cpu::QMatrix;
@@ -96,28 +98,45 @@ pub(super) fn attn_shape(c: &ModelConfig, li: usize) -> AttnShape {
     }
 }
 
-/// How a pass uses the LoRA pairs: on or off, and (training only) with dropout on their inputs.
+/// How a pass runs: with the LoRA pairs or not, with dropout on their inputs (training only), and with the dense
+/// kernels of training passes (one tiled GEMM per projection, per-head GEMM attention) or the inference kernels.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct LoraPass {
-    pub(super) on: bool,
+pub(super) struct PassMode {
+    pub(super) lora: bool,
     pub(super) dropout: Option<LoraDropout>,
+    pub(super) dense: bool,
 }
 
 /// `y_i = x W_i^T` for projections that read the same input, in one pass over their weights.
-fn project(x: &[f32], t: usize, li: usize, lins: &[(Projection, &Linear)], lp: LoraPass) -> Vec<Vec<f32>> {
+fn project(x: &[f32], t: usize, li: usize, lins: &[(Projection, &Linear)], lp: PassMode) -> Vec<Vec<f32>> {
     let mut outs: Vec<Vec<f32>> = lins.iter().map(|(_, l)| vec![0f32; t * l.out_dim()]).collect();
+    if lp.dense {
+        for ((p, l), o) in lins.iter().zip(outs.iter_mut()) {
+            matmul_x_wt(&l.w, x, t, o, false);
+            l.finish(x, t, false, o);
+            if let (true, Some(pair)) = (lp.lora, l.lora()) {
+                let dropped = lp.dropout.map(|d| d.apply(x, li, *p));
+                let xd = dropped.as_deref().unwrap_or(x);
+                let r = pair.rank();
+                let mut z = vec![0f32; t * r];
+                matmul(t, r, pair.in_dim(), xd, false, pair.a(), true, &mut z, false);
+                matmul_scaled(t, pair.out_dim(), r, &z, false, pair.b(), true, o, true, pair.scale());
+            }
+        }
+        return outs;
+    }
     {
         let mut mats: Vec<(&QMatrix, &mut [f32])> =
             lins.iter().zip(outs.iter_mut()).map(|((_, l), o)| (&l.w, o.as_mut_slice())).collect();
         matmul_many(x, t, &mut mats);
     }
     for ((p, l), o) in lins.iter().zip(outs.iter_mut()) {
-        match (lp.on, lp.dropout, l.lora()) {
+        match (lp.lora, lp.dropout, l.lora()) {
             (true, Some(d), Some(pair)) => {
                 l.finish(x, t, false, o);
                 pair.add_to(&d.apply(x, li, *p), t, o);
             }
-            _ => l.finish(x, t, lp.on, o),
+            _ => l.finish(x, t, lp.lora, o),
         }
     }
     outs
@@ -139,7 +158,7 @@ impl Layer {
         &self,
         li: usize,
         c: &ModelConfig,
-        lp: LoraPass,
+        lp: PassMode,
         x: &mut [f32],
         h: &mut [f32],
         spans: &[Span],
@@ -203,25 +222,56 @@ impl Layer {
             }
             Keys::Pass => None,
         };
-        {
-            let mut jobs = Vec::with_capacity(spans.len());
-            let mut rest: &mut [f32] = &mut att;
-            let mut lse_rest: Option<&mut [f32]> = lse.as_deref_mut();
-            for (i, s) in spans.iter().enumerate() {
-                let (out, tail) = std::mem::take(&mut rest).split_at_mut(s.t * qd);
-                rest = tail;
-                let l = lse_rest.take().map(|l| {
-                    let (head, tail) = l.split_at_mut(s.t * nh);
-                    lse_rest = Some(tail);
-                    head
-                });
-                let (k, v, start) = match caches {
-                    Some(c) => (&c[i].k[li][..], &c[i].v[li][..], s.start),
-                    None => (&kk[s.off * kvd..(s.off + s.t) * kvd], &vv[s.off * kvd..(s.off + s.t) * kvd], 0),
-                };
-                jobs.push(ops::AttnJob { q: &qq[s.off * qd..(s.off + s.t) * qd], k, v, t: s.t, start, out, lse: l });
+        if let (None, true) = (caches, lp.dense) {
+            // Training: whole sequences from position 0, each head's scores as one GEMM.
+            let mut scratch;
+            let lse_all: &mut [f32] = match lse.as_deref_mut() {
+                Some(l) => l,
+                None => {
+                    scratch = vec![0f32; t * nh];
+                    &mut scratch
+                }
+            };
+            for s in spans {
+                dense_attention::attention_forward(
+                    &qq[s.off * qd..(s.off + s.t) * qd],
+                    &kk[s.off * kvd..(s.off + s.t) * kvd],
+                    &vv[s.off * kvd..(s.off + s.t) * kvd],
+                    s.t,
+                    shape,
+                    &mut att[s.off * qd..(s.off + s.t) * qd],
+                    &mut lse_all[s.off * nh..(s.off + s.t) * nh],
+                );
             }
-            ops::attention_batch(&mut jobs, shape);
+        } else {
+            {
+                let mut jobs = Vec::with_capacity(spans.len());
+                let mut rest: &mut [f32] = &mut att;
+                let mut lse_rest: Option<&mut [f32]> = lse.as_deref_mut();
+                for (i, s) in spans.iter().enumerate() {
+                    let (out, tail) = std::mem::take(&mut rest).split_at_mut(s.t * qd);
+                    rest = tail;
+                    let l = lse_rest.take().map(|l| {
+                        let (head, tail) = l.split_at_mut(s.t * nh);
+                        lse_rest = Some(tail);
+                        head
+                    });
+                    let (k, v, start) = match caches {
+                        Some(c) => (&c[i].k[li][..], &c[i].v[li][..], s.start),
+                        None => (&kk[s.off * kvd..(s.off + s.t) * kvd], &vv[s.off * kvd..(s.off + s.t) * kvd], 0),
+                    };
+                    jobs.push(ops::AttnJob {
+                        q: &qq[s.off * qd..(s.off + s.t) * qd],
+                        k,
+                        v,
+                        t: s.t,
+                        start,
+                        out,
+                        lse: l,
+                    });
+                }
+                ops::attention_batch(&mut jobs, shape);
+            }
         }
         let mut o = project(&att, t, li, &[(Projection::O, &self.o)], lp).pop().expect("o");
         if let Some(tp) = tape.as_deref_mut() {
@@ -329,7 +379,7 @@ impl Model {
         let mut caches: Vec<&mut KvCache> = seqs.iter_mut().map(|(_, c)| &mut **c).collect();
         for (li, layer) in self.layers.iter().enumerate() {
             let keys = Keys::Cache(&mut caches);
-            let lp = LoraPass { on: self.lora_enabled, dropout: None };
+            let lp = PassMode { lora: self.lora_enabled, dropout: None, dense: false };
             layer.forward(li, &self.config, lp, &mut x, &mut h, &spans, &ropes, keys, None);
         }
         for (cache, s) in caches.iter_mut().zip(&spans) {
@@ -340,9 +390,21 @@ impl Model {
         Ok(Hidden { rows: x.len() / self.config.hidden, dim: self.config.hidden, data: x })
     }
 
-    /// Training's pass: whole sequences from position 0, no cache, every layer's activations recorded in the
-    /// returned [`Tape`]. The hidden states equal [`Model::forward_batch`]'s on fresh caches.
+    /// Training's pass: whole sequences from position 0, no cache, on the dense kernels (tiled GEMMs, per-head GEMM
+    /// attention), every layer's activations recorded in the returned [`Tape`]. Without LoRA dropout the hidden states
+    /// equal [`Model::forward_batch`]'s on fresh caches up to float rounding.
     pub fn forward_tape(&self, seqs: &[&[u32]]) -> Result<(Hidden, Tape)> {
+        let (h, tape) = self.forward_dense(seqs, true)?;
+        Ok((h, tape.expect("recorded")))
+    }
+
+    /// [`Model::forward_tape`] without the tape or dropout: whole sequences scored on the dense kernels (training's
+    /// evaluations and DPO's reference, which must see the function training optimises).
+    pub fn forward_full(&self, seqs: &[&[u32]]) -> Result<Hidden> {
+        Ok(self.forward_dense(seqs, false)?.0)
+    }
+
+    fn forward_dense(&self, seqs: &[&[u32]], record: bool) -> Result<(Hidden, Option<Tape>)> {
         let starts: Vec<(&[u32], usize)> = seqs.iter().map(|ids| (*ids, 0)).collect();
         let (mut x, spans) = self.embed_pass(&starts)?;
         let ropes = Ropes::new(&self.config, &spans);
@@ -352,19 +414,39 @@ impl Model {
             layers: Vec::with_capacity(self.layers.len()),
             ..Default::default()
         };
-        let lp = LoraPass { on: self.lora_enabled, dropout: self.lora_dropout };
+        let dropout = if record { self.lora_dropout } else { None };
+        let lp = PassMode { lora: self.lora_enabled, dropout, dense: true };
         for (li, layer) in self.layers.iter().enumerate() {
             let mut lt = LayerTape::default();
-            layer.forward(li, &self.config, lp, &mut x, &mut h, &spans, &ropes, Keys::Pass, Some(&mut lt));
-            tape.layers.push(lt);
+            let rec = record.then_some(&mut lt);
+            layer.forward(li, &self.config, lp, &mut x, &mut h, &spans, &ropes, Keys::Pass, rec);
+            if record {
+                tape.layers.push(lt);
+            }
         }
         let (eps, add) = (self.config.rms_eps as f32, self.config.norm_add);
         let rows = x.len() / self.config.hidden;
+        if !record {
+            ops::rms_norm(&x.clone(), &self.norm, eps, add, &mut x, None);
+            return Ok((Hidden { rows, dim: self.config.hidden, data: x }, None));
+        }
         let mut inv = vec![0f32; rows];
         tape.x_final = x.clone();
         ops::rms_norm(&tape.x_final, &self.norm, eps, add, &mut x, Some(&mut inv));
         tape.final_inv_rms = inv;
-        Ok((Hidden { rows, dim: self.config.hidden, data: x }, tape))
+        Ok((Hidden { rows, dim: self.config.hidden, data: x }, Some(tape)))
+    }
+
+    /// [`Model::logits`] on the dense kernels (one tiled GEMM over dequantised panels of the output projection):
+    /// training's loss rows, many at a time.
+    pub fn logits_dense(&self, hidden: &[f32], n: usize) -> Vec<f32> {
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        let mut out = vec![0f32; n * head.rows()];
+        matmul_x_wt(head, hidden, n, &mut out, false);
+        if let Some(cap) = self.config.final_softcap {
+            out.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+        }
+        out
     }
 
     /// Logits `(n x vocab)` of `n` final hidden states (`n x hidden`).

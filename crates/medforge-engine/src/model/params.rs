@@ -123,6 +123,31 @@ impl Model {
         Ok(())
     }
 
+    /// Every weight as f32 (quantised ones dequantised), with its rows and columns (`1 × n` for vectors), in
+    /// [`Model::visit_params`]'s order: for exporting a model in another format.
+    pub fn visit_weights_f32(&self, f: &mut dyn FnMut(Param, usize, usize, Vec<f32>)) {
+        let mat = |m: &crate::cpu::QMatrix| (m.rows(), m.cols(), m.to_f32());
+        let vec = |v: &[f32]| (1, v.len(), v.to_vec());
+        let mut emit = |p: Param, (r, c, v): (usize, usize, Vec<f32>)| f(p, r, c, v);
+        emit(Param::Embed, mat(&self.embed));
+        for (li, layer) in self.layers.iter().enumerate() {
+            for (kind, w) in layer.norm_list() {
+                emit(Param::Norm(li, kind), vec(w));
+            }
+            for p in Projection::ALL {
+                let lin = layer.projection(p);
+                emit(Param::Weight(li, p), mat(&lin.w));
+                if let Some(b) = &lin.bias {
+                    emit(Param::Bias(li, p), vec(b));
+                }
+            }
+        }
+        emit(Param::FinalNorm, vec(&self.norm));
+        if let Some(h) = &self.lm_head {
+            emit(Param::LmHead, mat(h));
+        }
+    }
+
     /// The number of weights (what full fine-tuning trains).
     pub fn param_count(&self) -> usize {
         let mut n = 0;

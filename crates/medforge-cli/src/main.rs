@@ -7,8 +7,12 @@ mod eval_cmd;
 mod output;
 mod progress;
 mod serve_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 
@@ -59,8 +63,10 @@ enum Command {
     Split(curate_cmd::SplitArgs),
     /// Serve a local model (GGUF or HF folder) with an OpenAI-compatible API.
     Serve(serve_cmd::ServeArgs),
-    /// Local model tools.
+    /// Local model tools: inspect, export-hf (GGUF to a Hugging Face folder), merge (bake an adapter in).
     Model(serve_cmd::ModelArgs),
+    /// Train on the local engine: LoRA SFT, full fine-tuning or DPO, from a [train] config section.
+    Train(train_cmd::TrainArgs),
 }
 
 /// The error and its causes, each once (a cause whose text its parent already quotes is not repeated).
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
         Command::Split(a) => a.run(),
         Command::Serve(a) => a.run(),
         Command::Model(a) => a.run(),
+        Command::Train(a) => a.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

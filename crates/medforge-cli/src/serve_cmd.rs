@@ -65,6 +65,58 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a GGUF file (or HF folder) as a Hugging Face folder in f32: config.json, model.safetensors,
+    /// tokenizer.json and tokenizer_config.json with the chat template. Python `transformers` and `peft` load it,
+    /// so adapters medforge trains on a GGUF base can be used there.
+    #[command(after_help = "Example:
+  medforge model export-hf --model SmolLM2-135M-Instruct.Q4_1.gguf --out smollm2-hf
+
+Quantised weights are dequantised (the folder holds exactly what the GGUF computes); llama q/k rows are put back in
+Hugging Face order and Gemma norms lose the +1 GGUF folds in.")]
+    ExportHf {
+        /// A GGUF file or Hugging Face folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// The folder to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Bake a LoRA adapter into its base: write base + adapter as one Hugging Face folder (f32).
+    #[command(after_help = "Example:
+  medforge model merge --model base.gguf --adapter runs/lora/adapter --out merged-hf")]
+    Merge {
+        /// The base: a GGUF file or Hugging Face folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors).
+        #[arg(long)]
+        adapter: PathBuf,
+        /// The folder to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Export `model` (with `adapter` merged in) into `out`, through a hidden sibling folder renamed into place.
+fn export(model: &std::path::Path, adapter: Option<&std::path::Path>, out: &std::path::Path) -> Result<()> {
+    let opts = medforge_engine::LoadOptions { adapter: adapter.map(|a| a.to_path_buf()), ..Default::default() };
+    let engine = medforge_engine::Engine::load(model, &opts).with_context(|| format!("loading {}", model.display()))?;
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = parent.join(format!(".tmp-export-{}", std::process::id()));
+    let summary = engine.export_hf(&tmp, adapter.is_some()).with_context(|| format!("writing {}", out.display()))?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("replacing {}", out.display()))?;
+    }
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {} ({} tensors, {:.1}M parameters{})",
+        out.display(),
+        summary.tensors,
+        summary.params as f64 / 1e6,
+        if summary.merged_pairs > 0 { format!(", {} LoRA pairs merged", summary.merged_pairs) } else { String::new() }
+    );
+    Ok(())
 }
 
 impl ModelArgs {
@@ -75,6 +127,8 @@ impl ModelArgs {
 
 fn model(cmd: ModelCommand) -> Result<()> {
     match cmd {
+        ModelCommand::ExportHf { model, out } => export(&model, None, &out),
+        ModelCommand::Merge { model, adapter, out } => export(&model, Some(&adapter), &out),
         ModelCommand::Inspect { path, json } => {
             let info = medforge_engine::inspect(&path).with_context(|| format!("inspecting {}", path.display()))?;
             if json {

@@ -166,6 +166,10 @@ pub struct PipelineConfig<S = Unsupported, L = Unsupported> {
     /// LLM backends, cache and budget for the LLM stages.
     #[serde(default = "Option::default", skip_serializing_if = "Option::is_none")]
     pub llm: Option<L>,
+    /// `[train]`, read by `medforge train` (`medforge-train` owns its keys); carried here so one file can hold the
+    /// curation pipeline and the training run on its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<toml::Table>,
 }
 
 impl<S, L> Default for PipelineConfig<S, L> {
@@ -176,6 +180,7 @@ impl<S, L> Default for PipelineConfig<S, L> {
             output: OutputConfig::default(),
             stages: Vec::new(),
             llm: None,
+            train: None,
         }
     }
 }

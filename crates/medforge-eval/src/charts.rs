@@ -241,6 +241,49 @@ pub fn accuracy_over_steps(path: &Path, title: &str, points: &[(u64, f64, f64, f
     root.present().map_err(err)
 }
 
+/// Lines over training steps (loss curves): each series is a name, a colour index and its `(step, value)` points.
+pub fn lines_over_steps(path: &Path, title: &str, y_desc: &str, series: &[(String, Vec<(f64, f64)>)]) -> R {
+    prepare([title]);
+    let root = BitMapBackend::new(path, (900, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let pts = || series.iter().flat_map(|s| s.1.iter());
+    let (x0, x1) = pts().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = pts().filter(|p| p.1.is_finite()).fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (x0, x1) = if x0 > x1 { (0.0, 1.0) } else { (x0, x1.max(x0 + 1.0)) };
+    let (y0, y1) = if y0 > y1 { (0.0, 1.0) } else { (y0, y1) };
+    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("training step").y_desc(y_desc).label_style((FAMILY, 13)).draw().map_err(err)?;
+    let colours = [RGBColor(33, 102, 172), RGBColor(214, 96, 77), RGBColor(27, 120, 55), RGBColor(118, 42, 131)];
+    for (i, (name, points)) in series.iter().enumerate() {
+        let c = colours[i % colours.len()];
+        let line = LineSeries::new(points.iter().copied(), c.stroke_width(2));
+        chart
+            .draw_series(line)
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+        if points.len() <= 60 {
+            chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, c.filled()))).map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FAMILY, 14))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
 #[cfg(test)]
 mod font_tests {
     use super::*;

@@ -1,0 +1,146 @@
+//! `medforge train`: LoRA SFT, full fine-tuning and DPO on the local engine, from a `[train]` config section.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use medforge_train::{RunOptions, TrainConfig};
+
+const TRAIN_HELP: &str = "\
+Examples:
+  medforge train --config examples/train_lora.toml             # LoRA SFT on the formatted train split
+  medforge train --config examples/train_lora.toml --resume    # continue after a crash or kill, same curve
+
+The config's [train] section (alone in a file, or beside [run] and [[stages]] in a pipeline config):
+  [train]
+  base = \"~/.cache/medforge/models/SmolLM2-135M-Instruct.Q4_1.gguf\"   # GGUF (frozen, any quantisation) or HF folder
+  method = \"lora\"              # lora | full (f32/bf16 HF bases) | dpo
+  data = \"runs/medqa/formatted\" # the `format` stage's folder: train.jsonl, eval.jsonl, format.json
+  output = \"runs/lora\"
+  max_length = 512
+  batch_size = 4
+  grad_accum = 1
+  epochs = 1.0                  # or max_steps = 300
+  lr = 2e-4
+  schedule = \"linear\"          # linear | cosine | constant, with warmup_steps or warmup_ratio
+  eval_every = 50               # eval-split loss (and letter accuracy) every N steps
+  checkpoint_every = 100
+  [train.lora]
+  r = 8
+  alpha = 16
+  targets = [\"q_proj\", \"k_proj\", \"v_proj\", \"o_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"]
+  [train.dpo]                   # method = \"dpo\": data is dpo_pairs.jsonl or formatted DPO triples
+  beta = 0.1
+
+Writes into `output`: adapter/ (PEFT: adapter_config.json + adapter_model.safetensors; `eval --adapter`,
+`serve --adapter` and Python peft load it), or model/ for full fine-tuning; checkpoints/step-N/ (atomic);
+training_info.json (config, seed, every step's loss, lr and tokens/s, evaluations, final metrics);
+loss_curve.png.";
+
+#[derive(Args)]
+#[command(after_help = TRAIN_HELP)]
+pub struct TrainArgs {
+    /// A TOML file with a [train] section.
+    #[arg(long)]
+    config: PathBuf,
+    /// Continue from the newest checkpoint in the output folder (refused if the config changed).
+    #[arg(long)]
+    resume: bool,
+    /// The training data (overrides [train] data): a formatted folder, e.g. a run's `formatted/`.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The base model (overrides [train] base): a GGUF file or Hugging Face folder.
+    #[arg(long)]
+    base: Option<PathBuf>,
+    /// lora | full | dpo (overrides [train] method).
+    #[arg(long)]
+    method: Option<String>,
+    /// Learning rate (overrides [train] lr).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Start from this PEFT adapter (overrides [train] init_adapter; `none`: PEFT's initialisation).
+    #[arg(long, value_name = "DIR|none")]
+    init_adapter: Option<String>,
+    /// The output folder (overrides [train] output).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Stop after this many optimiser steps (overrides [train] epochs and max_steps).
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Compute threads (overrides [train] threads; 0: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Also write the token rows in the order the steps consume them (JSONL), to feed another trainer the same
+    /// batches (bench/train_bench.sh does, for PyTorch + PEFT).
+    #[arg(long, value_name = "FILE")]
+    dump_plan: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    pub fn run(self) -> Result<()> {
+        let mut cfg = TrainConfig::load(&self.config)?;
+        if let Some(d) = self.data {
+            cfg.data = d;
+        }
+        if let Some(b) = self.base {
+            cfg.base = b;
+        }
+        if let Some(m) = &self.method {
+            cfg.method = match m.as_str() {
+                "lora" => medforge_train::Method::Lora,
+                "full" => medforge_train::Method::Full,
+                "dpo" => medforge_train::Method::Dpo,
+                other => anyhow::bail!("--method {other}: one of lora, full, dpo"),
+            };
+        }
+        if let Some(lr) = self.lr {
+            cfg.lr = lr;
+        }
+        match self.init_adapter.as_deref() {
+            Some("none") => cfg.init_adapter = None,
+            Some(p) => cfg.init_adapter = Some(PathBuf::from(p)),
+            None => {}
+        }
+        if let Some(o) = self.output {
+            cfg.output = o;
+        }
+        if let Some(n) = self.max_steps {
+            cfg.max_steps = Some(n);
+        }
+        if let Some(t) = self.threads {
+            cfg.threads = t;
+        }
+        let opts =
+            RunOptions { resume: self.resume, progress: !self.quiet, stop_after: None, dump_plan: self.dump_plan };
+        let o = medforge_train::run(&cfg, &opts).with_context(|| format!("training with {}", self.config.display()))?;
+        let i = &o.info;
+        eprintln!(
+            "{}: {} steps, {} rows ({} truncated), {:.0} tokens/s, {:.1} s/step, peak memory {}",
+            cfg.method_name(),
+            i.steps_done,
+            i.train_data.used,
+            i.train_data.truncated,
+            i.tokens_per_second,
+            i.mean_step_seconds,
+            i.peak_rss_bytes.map(|b| format!("{:.2} GB", b as f64 / 1e9)).unwrap_or_else(|| "?".into())
+        );
+        let m = &i.final_metrics;
+        if let (Some(a), Some(b)) = (m.initial_eval_loss, m.eval_loss) {
+            eprintln!("eval loss {a:.4} → {b:.4}");
+        }
+        if let (Some(a), Some(b)) = (m.initial_eval_accuracy, m.eval_accuracy) {
+            eprintln!("eval letter accuracy {a:.3} → {b:.3}");
+        }
+        if let (Some(a), Some(b)) = (m.initial_eval_reward_accuracy, m.eval_reward_accuracy) {
+            eprintln!("eval reward accuracy {a:.3} → {b:.3}");
+        }
+        if let Some(t) = &i.trained {
+            println!("{}", t.display());
+        }
+        println!("{}", o.output.join("training_info.json").display());
+        Ok(())
+    }
+}

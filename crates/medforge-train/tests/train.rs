@@ -1,0 +1,332 @@
+//! Training runs on the tiny random models (`medforge_engine::tiny`): LoRA SFT lowers the loss and writes files PEFT
+//! reads; gradient accumulation equals one big batch; a run stopped like a crash resumes onto the same loss curve;
+//! DPO raises the reward accuracy; full fine-tuning trains every weight; a quantised GGUF base trains an adapter that
+//! loads onto the Hugging Face form; bad input fails with the file and field named.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use medforge_data::formatted::{self, FormatSpec, FormattedRow, Markers, TrainingType};
+use medforge_engine::engine::{Engine, LoadOptions};
+use medforge_engine::tiny;
+use medforge_text::chat::Message;
+use medforge_train::{run, Method, Objective, RunOptions, TrainConfig};
+
+const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+const COLOURS: [&str; 4] = ["red", "blue", "green", "pink"];
+
+fn spec(eos: &str) -> FormatSpec {
+    FormatSpec {
+        template: "chatml".into(),
+        chat_template: CHATML.into(),
+        bos_token: String::new(),
+        eos_token: eos.into(),
+        reasoning_markers: Markers::Think,
+    }
+}
+
+/// A letter-answer row: the question names a colour, the answer is its option letter.
+fn row(i: usize) -> FormattedRow {
+    let k = i % 4;
+    let q = format!("Case {i}: the colour is {}.\nA) red\nB) blue\nC) green\nD) pink", COLOURS[k]);
+    let a = ["A", "B", "C", "D"][k];
+    let prompt = format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
+    let completion = format!("{a}<|im_end|>\n");
+    FormattedRow {
+        id: format!("r{i}"),
+        training_type: TrainingType::Letter,
+        messages: vec![Message::user(q), Message::assistant(a)],
+        text: format!("{prompt}{completion}"),
+        prompt,
+        completion,
+        chosen: None,
+        rejected: None,
+    }
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    base: PathBuf,
+    data: PathBuf,
+}
+
+fn fixture(train: usize, eval: usize) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let base = root.join("base");
+    tiny::write_hf(&base).unwrap();
+    let data = root.join("formatted");
+    let splits = BTreeMap::from([
+        ("train".to_string(), (0..train).map(row).collect()),
+        ("eval".to_string(), (1000..1000 + eval).map(row).collect()),
+    ]);
+    formatted::write_set(&data, &splits, &spec("<|im_end|>")).unwrap();
+    Fixture { _tmp: tmp, root, base, data }
+}
+
+fn config(f: &Fixture, out: &str) -> TrainConfig {
+    TrainConfig {
+        base: f.base.clone(),
+        data: f.data.clone(),
+        output: f.root.join(out),
+        seed: 3,
+        lr: 2e-2,
+        epochs: 2.0,
+        batch_size: 4,
+        max_length: 128,
+        eval_every: 4,
+        threads: 2,
+        lora: medforge_train::LoraConfig { r: 4, alpha: 8.0, ..Default::default() },
+        ..Default::default()
+    }
+}
+
+fn quiet() -> RunOptions {
+    RunOptions::default()
+}
+
+fn mean_loss(engine: &mut Engine, rows: &[FormattedRow]) -> f64 {
+    let mut total = 0.0;
+    for r in rows {
+        let ll = engine.loglikelihood(&r.prompt, &r.completion).unwrap();
+        total -= ll.logprob;
+    }
+    total / rows.len() as f64
+}
+
+#[test]
+fn lora_sft_lowers_the_loss_and_writes_peft_files() {
+    let f = fixture(32, 8);
+    let cfg = config(&f, "lora");
+    let o = run(&cfg, &quiet()).unwrap();
+    let info = &o.info;
+    assert_eq!(info.total_steps, 16);
+    assert_eq!(info.steps.len(), 16);
+    assert_eq!(info.train_data.used, 32);
+    let first = info.evals.first().unwrap();
+    let last = info.evals.last().unwrap();
+    assert_eq!(first.step, 0);
+    eprintln!("eval loss {:.4} → {:.4}, accuracy {:?} → {:?}", first.loss, last.loss, first.accuracy, last.accuracy);
+    assert!(last.loss < 0.7 * first.loss, "eval loss {} → {}", first.loss, last.loss);
+    assert_eq!(first.mcq_rows, Some(8), "letter rows are scored as multiple choice");
+    assert!(info.steps.iter().all(|s| s.lr > 0.0 && s.grad_norm > 0.0 && s.tokens > 0));
+    // Linear decay: the rate falls step by step.
+    assert!(info.steps.windows(2).all(|w| w[1].lr < w[0].lr));
+    for file in
+        ["training_info.json", "loss_curve.png", "adapter/adapter_config.json", "adapter/adapter_model.safetensors"]
+    {
+        assert!(o.output.join(file).is_file(), "no {file}");
+    }
+    let ckpts: Vec<_> = std::fs::read_dir(o.output.join("checkpoints")).unwrap().collect();
+    assert_eq!(ckpts.len(), 1, "the final checkpoint");
+    // The saved adapter is what was trained: the engine with it scores the training rows better than without.
+    let rows: Vec<FormattedRow> = (0..8).map(row).collect();
+    let mut base = Engine::load(&f.base, &LoadOptions::default()).unwrap();
+    let adapter = Some(o.output.join("adapter"));
+    let mut tuned = Engine::load(&f.base, &LoadOptions { adapter, ..Default::default() }).unwrap();
+    let (b, t) = (mean_loss(&mut base, &rows), mean_loss(&mut tuned, &rows));
+    assert!(t < 0.7 * b, "adapter did not help: {b} → {t}");
+    let info_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(o.output.join("training_info.json")).unwrap()).unwrap();
+    assert_eq!(info_json["seed"], 3);
+    assert_eq!(info_json["steps"].as_array().unwrap().len(), 16);
+    assert!(
+        info_json["final_metrics"]["eval_loss"].as_f64().unwrap()
+            < info_json["final_metrics"]["initial_eval_loss"].as_f64().unwrap()
+    );
+}
+
+#[test]
+fn gradient_accumulation_equals_one_big_batch() {
+    let f = fixture(16, 0);
+    let mut a = config(&f, "a");
+    a.max_steps = Some(3);
+    let mut b = a.clone();
+    b.output = f.root.join("b");
+    b.batch_size = 2;
+    b.grad_accum = 2;
+    let (ra, rb) = (run(&a, &quiet()).unwrap(), run(&b, &quiet()).unwrap());
+    for (x, y) in ra.info.steps.iter().zip(&rb.info.steps) {
+        assert!((x.loss - y.loss).abs() < 1e-5 * x.loss.abs(), "step {}: {} vs {}", x.step, x.loss, y.loss);
+        assert!((x.grad_norm - y.grad_norm).abs() < 1e-4 * x.grad_norm, "step {} grad norm", x.step);
+    }
+}
+
+#[test]
+fn resume_after_a_crash_reproduces_the_uninterrupted_curve() {
+    let f = fixture(24, 4);
+    let mut whole = config(&f, "whole");
+    whole.checkpoint_every = 2;
+    whole.lora.dropout = 0.1;
+    let w = run(&whole, &quiet()).unwrap();
+    let mut cut = whole.clone();
+    cut.output = f.root.join("cut");
+    let stopped = run(&cut, &RunOptions { stop_after: Some(5), ..Default::default() }).unwrap();
+    assert!(stopped.stopped);
+    assert_eq!(stopped.info.steps.len(), 5);
+    // Starting again without --resume would mix two runs: refused, nothing touched.
+    let e = run(&cut, &quiet()).unwrap_err().to_string();
+    assert!(e.contains("--resume") && e.contains("step-000004"), "{e}");
+    let resumed = run(&cut, &RunOptions { resume: true, ..Default::default() }).unwrap();
+    assert_eq!(resumed.info.resumed_from.len(), 1);
+    assert_eq!(resumed.info.steps.len(), w.info.steps.len());
+    for (x, y) in w.info.steps.iter().zip(&resumed.info.steps) {
+        assert_eq!(x.step, y.step);
+        assert!((x.loss - y.loss).abs() <= 1e-6 * x.loss.abs(), "step {}: {} vs {}", x.step, x.loss, y.loss);
+        assert_eq!(x.lr, y.lr);
+    }
+    // A different config is refused, naming the field.
+    let mut other = cut.clone();
+    other.lr = 1e-3;
+    let e = run(&other, &RunOptions { resume: true, ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("[train] lr") && e.contains("trainer_state.json"), "{e}");
+}
+
+#[test]
+fn dpo_raises_the_held_out_reward_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    tiny::write_hf(&base).unwrap();
+    // Preference: answer with the colour named in the question, not another one.
+    let pair = |i: usize| {
+        let k = i % 4;
+        serde_json::json!({
+            "id": format!("p{i}"),
+            "prompt": format!("Case {i}: which colour? It is {}.", COLOURS[k]),
+            "chosen": format!("It is {}.", COLOURS[k]),
+            "rejected": format!("It is {}.", COLOURS[(k + 1) % 4]),
+        })
+        .to_string()
+    };
+    let data = tmp.path().join("pairs");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("train.jsonl"), (0..32).map(pair).collect::<Vec<_>>().join("\n")).unwrap();
+    std::fs::write(data.join("eval.jsonl"), (100..116).map(pair).collect::<Vec<_>>().join("\n")).unwrap();
+    let cfg = TrainConfig {
+        base,
+        data,
+        output: tmp.path().join("dpo"),
+        method: Method::Dpo,
+        lr: 2e-2,
+        epochs: 3.0,
+        batch_size: 4,
+        max_length: 96,
+        eval_every: 8,
+        threads: 2,
+        lora: medforge_train::LoraConfig { r: 4, alpha: 8.0, ..Default::default() },
+        ..Default::default()
+    };
+    let o = run(&cfg, &quiet()).unwrap();
+    let first = o.info.evals.first().unwrap();
+    let last = o.info.evals.last().unwrap();
+    // At step 0 the adapter is the identity (B = 0): every reward is 0, the loss ln 2.
+    assert!((first.loss - std::f64::consts::LN_2).abs() < 1e-6, "{}", first.loss);
+    eprintln!(
+        "DPO eval loss {:.4} → {:.4}, reward accuracy {:?} → {:?}",
+        first.loss, last.loss, first.reward_accuracy, last.reward_accuracy
+    );
+    assert!(last.reward_accuracy.unwrap() > 0.5, "held-out reward accuracy {:?}", last.reward_accuracy);
+    assert!(last.loss < first.loss);
+    assert!(o.info.steps.iter().all(|s| s.reward_accuracy.is_some()));
+}
+
+#[test]
+fn full_fine_tuning_trains_every_weight() {
+    let f = fixture(16, 4);
+    let mut cfg = config(&f, "full");
+    cfg.method = Method::Full;
+    cfg.lr = 3e-3;
+    cfg.weight_decay = 0.01;
+    let o = run(&cfg, &quiet()).unwrap();
+    let (first, last) = (o.info.evals.first().unwrap(), o.info.evals.last().unwrap());
+    assert!(last.loss < first.loss, "{} → {}", first.loss, last.loss);
+    let mem = o.info.full_finetune_memory.clone().unwrap();
+    assert_eq!(mem.optimizer_bytes, 8 * o.info.trainable_params as u64);
+    // The model folder loads, and every weight moved.
+    let before = Engine::load(&f.base, &LoadOptions::default()).unwrap();
+    let after = Engine::load(&o.output.join("model"), &LoadOptions::default()).unwrap();
+    let mut moved = 0;
+    let mut total = 0;
+    let mut old = Vec::new();
+    before.model().visit_params(&mut |_, v| old.push(v.to_vec())).unwrap();
+    let mut i = 0;
+    after
+        .model()
+        .visit_params(&mut |_, v| {
+            total += 1;
+            moved += usize::from(v != old[i].as_slice());
+            i += 1;
+        })
+        .unwrap();
+    assert_eq!(moved, total, "every weight tensor changed");
+}
+
+#[test]
+fn a_quantised_gguf_base_trains_an_adapter_for_the_hf_form() {
+    let f = fixture(16, 4);
+    let gguf = f.root.join("tiny-q8.gguf");
+    tiny::write_gguf(&gguf, candle_core::quantized::GgmlDType::Q8_0).unwrap();
+    let mut cfg = config(&f, "qlora");
+    cfg.base = gguf.clone();
+    let o = run(&cfg, &quiet()).unwrap();
+    assert!(o.info.evals.last().unwrap().loss < o.info.evals[0].loss);
+    // The adapter (q/k rows un-permuted on save) works on the Hugging Face folder as on the GGUF base.
+    let adapter = Some(o.output.join("adapter"));
+    let mut on_gguf = Engine::load(&gguf, &LoadOptions { adapter: adapter.clone(), ..Default::default() }).unwrap();
+    let mut on_hf = Engine::load(&f.base, &LoadOptions { adapter, ..Default::default() }).unwrap();
+    let rows: Vec<FormattedRow> = (0..4).map(row).collect();
+    let (a, b) = (mean_loss(&mut on_gguf, &rows), mean_loss(&mut on_hf, &rows));
+    assert!((a - b).abs() < 0.05 * a.abs().max(0.1), "GGUF {a} vs HF {b} (Q8_0 rounding only)");
+}
+
+fn err(cfg: &TrainConfig) -> String {
+    run(cfg, &quiet()).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_input_names_the_file_and_field() {
+    let f = fixture(8, 0);
+    // Every row truncated to nothing.
+    let mut c = config(&f, "e1");
+    c.max_length = 8;
+    let e = err(&c);
+    assert!(e.contains("train.jsonl") && e.contains("max_length = 8"), "{e}");
+    // No loss tokens after masking.
+    let empty = f.root.join("empty");
+    let mut r = row(1);
+    r.completion.clear();
+    formatted::write_set(&empty, &BTreeMap::from([("train".to_string(), vec![r])]), &spec("<|im_end|>")).unwrap();
+    let mut c = config(&f, "e2");
+    c.data = empty;
+    let e = err(&c);
+    assert!(e.contains("train.jsonl") && e.contains("after masking"), "{e}");
+    // A set formatted for another model family.
+    let gemma = f.root.join("gemma");
+    formatted::write_set(&gemma, &BTreeMap::from([("train".to_string(), vec![row(1)])]), &spec("<end_of_turn>"))
+        .unwrap();
+    let mut c = config(&f, "e3");
+    c.data = gemma;
+    let e = err(&c);
+    assert!(e.contains("format.json") && e.contains("<end_of_turn>") && e.contains("another model family"), "{e}");
+    // An adapter to start from that lacks a configured target module.
+    let adapter = f.root.join("qv");
+    tiny::write_lora(&adapter, 4, 8.0).unwrap();
+    let tensors =
+        candle_core::safetensors::load(adapter.join("adapter_model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let kept: std::collections::HashMap<_, _> =
+        tensors.into_iter().filter(|(k, _)| k.contains("q_proj") || k.contains("v_proj")).collect();
+    candle_core::safetensors::save(&kept, adapter.join("adapter_model.safetensors")).unwrap();
+    let mut c = config(&f, "e4");
+    c.init_adapter = Some(adapter.clone());
+    let e = err(&c);
+    assert!(e.contains("k_proj") && e.contains(&adapter.display().to_string()), "{e}");
+    // Objective `all` on a DPO run, a bad target name: the key is named.
+    let mut c = config(&f, "e5");
+    c.method = Method::Dpo;
+    c.objective = Objective::All;
+    assert!(err(&c).contains("[train] objective"));
+    let mut c = config(&f, "e6");
+    c.lora.targets = vec!["qproj".into()];
+    assert!(err(&c).contains("did you mean `q_proj`"));
+}

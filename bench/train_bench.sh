@@ -58,6 +58,6 @@ if [ -n "${EXTRA:-}" ]; then
     --method full --lr 1e-5 --init-adapter none --output "$work/full" >/dev/null
 fi
 
-echo "# medforge vs PyTorch + PEFT, LoRA SFT ($(utc_now), $(machine_summary), $(commit_summary))"
+echo "# medforge vs PyTorch + PEFT, LoRA SFT ($(utc_now), $(machine_summary), $(commit_summary .))"
 echo "wall: medforge ${mf_s} s (CPU ${mf_cpu} s), PyTorch ${pt_s} s (CPU ${pt_cpu} s)"
 python3 bench/train_compare.py "$work"

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Args;
-use medforge_train::{RunOptions, TrainConfig};
+use clap::{Args, Subcommand};
+use medforge_train::{HandoffEngine, HandoffOptions, LoopMode, RunOptions, TrainConfig};
 
 const TRAIN_HELP: &str = "\
 Examples:
@@ -38,11 +38,13 @@ training_info.json (config, seed, every step's loss, lr and tokens/s, evaluation
 loss_curve.png.";
 
 #[derive(Args)]
-#[command(after_help = TRAIN_HELP)]
+#[command(after_help = TRAIN_HELP, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct TrainArgs {
+    #[command(subcommand)]
+    command: Option<TrainCommand>,
     /// A TOML file with a [train] section.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required = true)]
+    config: Option<PathBuf>,
     /// Continue from the newest checkpoint in the output folder (refused if the config changed).
     #[arg(long)]
     resume: bool,
@@ -73,15 +75,103 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Loop until the [train.loop] benchmark reaches TARGET percent: each loop trains every training type one
+    /// epoch in order (loop_N/after_typeK/), checks the benchmark, keeps best_checkpoint/ and stops at the target
+    /// (final/). The MedGemma Korean pipeline's loop-until-target.
+    #[arg(long, value_name = "TARGET")]
+    until: Option<f64>,
+    /// With --until: at most N loops (default 10).
+    #[arg(long, value_name = "N")]
+    max_loops: Option<usize>,
+    /// Probe each training type for a few steps, then focus on the type that gains most while it keeps gaining
+    /// (final_report.json ranks the types). The MedGemma Korean pipeline's probe-and-focus.
+    #[arg(long, conflicts_with = "until")]
+    probe_focus: bool,
+    /// The benchmark the loops check (overrides [train.loop] benchmark_data); --benchmark names it.
+    #[arg(long, value_name = "FILE")]
+    benchmark_data: Option<PathBuf>,
+    /// kormedmcqa | medqa | medmcqa | pubmedqa | mmlu-medical (overrides [train.loop] benchmark).
+    #[arg(long)]
+    benchmark: Option<String>,
+    /// Benchmark items per check (overrides [train.loop] eval_samples; default 200).
+    #[arg(long)]
+    eval_samples: Option<usize>,
+    /// Steps per type in the probe phase (default 30).
+    #[arg(long)]
+    probe_steps: Option<u64>,
+    /// Steps per focus round (default 50).
+    #[arg(long)]
+    focus_steps: Option<u64>,
     /// Also write the token rows in the order the steps consume them (JSONL), to feed another trainer the same
     /// batches (bench/train_bench.sh does, for PyTorch + PEFT).
     #[arg(long, value_name = "FILE")]
     dump_plan: Option<PathBuf>,
 }
 
+#[derive(Subcommand)]
+pub enum TrainCommand {
+    /// Write the same job (data, chat template, hyperparameters) as files for a multi-GPU machine: a TRL
+    /// SFTTrainer/DPOTrainer script with a PEFT LoraConfig, or an axolotl YAML, plus accelerate configs (DDP,
+    /// DeepSpeed ZeRO-2/3), the data in the tool's format and a README with the launch commands.
+    #[command(
+        after_help = "Examples:\n  medforge train export --engine trl --config examples/train_medqa.toml --out handoff/\n  medforge train export --engine axolotl --config examples/train_medqa.toml --model HuggingFaceTB/SmolLM2-135M-Instruct --out handoff/"
+    )]
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// trl or axolotl.
+    #[arg(long, value_parser = ["trl", "axolotl"])]
+    engine: String,
+    /// A TOML file with a [train] section.
+    #[arg(long)]
+    config: PathBuf,
+    /// The training data (overrides [train] data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The Hugging Face model the scripts load: a folder or hub id (default: [train] base when it is a folder; a
+    /// GGUF base needs `medforge model export-hf` first).
+    #[arg(long)]
+    model: Option<String>,
+    /// GPUs per node, for the accelerate configs.
+    #[arg(long, default_value_t = 8)]
+    gpus: usize,
+    /// The folder to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl ExportArgs {
+    fn run(self) -> Result<()> {
+        let mut cfg = TrainConfig::load(&self.config)?;
+        if let Some(d) = self.data {
+            cfg.data = d;
+        }
+        let engine = if self.engine == "trl" { HandoffEngine::Trl } else { HandoffEngine::Axolotl };
+        let opts = HandoffOptions { engine, model: self.model, gpus: self.gpus };
+        let s = medforge_train::export_handoff(&cfg, &opts, &self.out)
+            .with_context(|| format!("exporting {} for {}", self.config.display(), self.engine))?;
+        eprintln!(
+            "{} training rows, {} eval rows; launch commands in {}",
+            s.train_rows,
+            s.eval_rows,
+            s.dir.join("README.md").display()
+        );
+        for f in &s.files {
+            println!("{}", f.display());
+        }
+        Ok(())
+    }
+}
+
 impl TrainArgs {
     pub fn run(self) -> Result<()> {
-        let mut cfg = TrainConfig::load(&self.config)?;
+        if let Some(TrainCommand::Export(e)) = self.command {
+            return e.run();
+        }
+        let config = self.config.expect("clap requires --config");
+        let mut cfg = TrainConfig::load(&config)?;
         if let Some(d) = self.data {
             cfg.data = d;
         }
@@ -113,9 +203,48 @@ impl TrainArgs {
         if let Some(t) = self.threads {
             cfg.threads = t;
         }
+        {
+            let l = &mut cfg.loops;
+            if let Some(t) = self.until {
+                l.target = t;
+            }
+            if let Some(n) = self.max_loops {
+                l.max_loops = n;
+            }
+            if let Some(p) = self.benchmark_data.clone() {
+                l.benchmark_data = p;
+            }
+            if let Some(b) = self.benchmark.clone() {
+                l.benchmark = b;
+            }
+            if let Some(n) = self.eval_samples {
+                l.eval_samples = n;
+            }
+            if let Some(n) = self.probe_steps {
+                l.probe_steps = n;
+            }
+            if let Some(n) = self.focus_steps {
+                l.focus_steps = n;
+            }
+        }
+        if self.until.is_some() || self.probe_focus {
+            let mode = if self.probe_focus { LoopMode::ProbeFocus } else { LoopMode::Until };
+            let o =
+                medforge_train::run_loops(&cfg, mode).with_context(|| format!("training with {}", config.display()))?;
+            eprintln!(
+                "{} accuracy {:.1}% → best {:.1}% over {} steps{}",
+                cfg.loops.benchmark,
+                o.initial_accuracy,
+                o.best_accuracy,
+                o.steps,
+                if o.reached_target { " (target reached)" } else { "" }
+            );
+            println!("{}", o.report.display());
+            return Ok(());
+        }
         let opts =
             RunOptions { resume: self.resume, progress: !self.quiet, stop_after: None, dump_plan: self.dump_plan };
-        let o = medforge_train::run(&cfg, &opts).with_context(|| format!("training with {}", self.config.display()))?;
+        let o = medforge_train::run(&cfg, &opts).with_context(|| format!("training with {}", config.display()))?;
         let i = &o.info;
         eprintln!(
             "{}: {} steps, {} rows ({} truncated), {:.0} tokens/s, {:.1} s/step, peak memory {}",

@@ -6,6 +6,7 @@
 //!   engine_bench batch MODEL PROMPT_TOKENS GEN_TOKENS BATCH       -> JSON: decode tok/s over BATCH sequences at once
 //!   engine_bench tiny OUT_DIR llama|qwen2|gemma3                  -> the tiny random-weight model as an HF folder
 //!   engine_bench score MODEL IDS_JSON                             -> JSON: log-prob of each token after the first
+//!   engine_bench logits MODEL ADAPTER|none PROMPTS_JSON           -> JSON: last-position logits with and without the adapter
 //!
 //! PROMPTS.jsonl rows are `{"text": ...}`; each text is tokenised with special tokens recognised (chat markers).
 
@@ -132,6 +133,27 @@ fn main() {
             let ids: Vec<u32> = serde_json::from_value(v["ids"].clone()).unwrap();
             let lp = e.score_tokens(&ids, 1).unwrap();
             println!("{}", json!({"ids": ids, "logprobs": lp}));
+        }
+        Some("logits") => {
+            // engine_bench logits MODEL ADAPTER|none PROMPTS_JSON: each prompt's last-position logits (full rows),
+            // with and without the adapter, as bench/peft_logits.py writes them for PEFT.
+            let adapter = (args[3] != "none").then(|| std::path::PathBuf::from(&args[3]));
+            let opts = LoadOptions { adapter, ..Default::default() };
+            let mut e = Engine::load(Path::new(&args[2]), &opts).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&args[4]).unwrap()).unwrap();
+            let mut out = Vec::new();
+            for p in v["prompts"].as_array().unwrap() {
+                let ids: Vec<u32> = serde_json::from_value(p["ids"].clone()).unwrap();
+                let m = e.model_mut();
+                let h = m.forward_full(&[&ids]).unwrap();
+                let with = m.logits(h.row(h.rows - 1), 1);
+                m.set_lora_enabled(false);
+                let h = m.forward_full(&[&ids]).unwrap();
+                let without = m.logits(h.row(h.rows - 1), 1);
+                m.set_lora_enabled(true);
+                out.push(json!({"ids": ids, "adapter": with, "base": without}));
+            }
+            println!("{}", json!({"prompts": out}));
         }
         Some("requant") => {
             // engine_bench requant IN.gguf OUT.gguf q8_0: the same file with every quantised matrix requantised.

@@ -18,6 +18,11 @@ pub mod engine;
 mod error;
 pub mod export;
 pub mod gguf;
+
+/// Vectorisable math for training's loss kernels.
+pub mod math {
+    pub use crate::cpu::ops::{exp_in_place, fast_exp};
+}
 pub mod info;
 pub mod model;
 pub mod sampling;

@@ -4,6 +4,7 @@
 pub mod bertscore;
 pub mod charts;
 pub mod error;
+pub mod failures;
 pub mod metrics;
 pub mod perplexity;
 pub mod report;

@@ -89,6 +89,46 @@ impl Default for DpoConfig {
     }
 }
 
+/// `[train.loop]`: evaluation-driven training (`medforge train --until` / `--probe-focus`), the MedGemma Korean
+/// pipeline's loop-until-target and probe-and-focus; defaults are that pipeline's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopConfig {
+    /// The multiple-choice benchmark checked between rounds (`kormedmcqa`, `medqa`, ...).
+    pub benchmark: String,
+    /// Its file or folder.
+    pub benchmark_data: PathBuf,
+    /// Items checked each time.
+    pub eval_samples: usize,
+    /// Stop at this accuracy (percent).
+    pub target: f64,
+    /// `--until`: at most this many loops over the training types.
+    pub max_loops: usize,
+    /// `--probe-focus`: steps per type in the probe phase.
+    pub probe_steps: u64,
+    /// Steps per focus round.
+    pub focus_steps: u64,
+    /// Keep focusing on a type while a round gains at least this many accuracy points.
+    pub min_improvement: f64,
+    pub max_focus_rounds: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            benchmark: "kormedmcqa".into(),
+            benchmark_data: PathBuf::new(),
+            eval_samples: 200,
+            target: 90.0,
+            max_loops: 10,
+            probe_steps: 30,
+            focus_steps: 50,
+            min_improvement: 1.0,
+            max_focus_rounds: 10,
+        }
+    }
+}
+
 /// `[train]` as written. Paths are relative to the config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,6 +181,8 @@ pub struct TrainConfig {
     pub threads: usize,
     pub lora: LoraConfig,
     pub dpo: DpoConfig,
+    #[serde(rename = "loop")]
+    pub loops: LoopConfig,
 }
 
 impl Default for TrainConfig {
@@ -176,6 +218,7 @@ impl Default for TrainConfig {
             threads: 0,
             lora: LoraConfig::default(),
             dpo: DpoConfig::default(),
+            loops: LoopConfig::default(),
         }
     }
 }
@@ -222,6 +265,7 @@ impl TrainConfig {
         if let Some(p) = &mut self.init_adapter {
             fix(p);
         }
+        fix(&mut self.loops.benchmark_data);
     }
 
     /// `LoRA SFT`, `full fine-tuning`, `DPO` (for titles and messages).
@@ -345,7 +389,7 @@ impl TrainConfig {
     pub fn curve_fields(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("config serialises");
         if let Some(m) = v.as_object_mut() {
-            for k in ["output", "eval_every", "eval_rows", "checkpoint_every", "keep_checkpoints", "threads"] {
+            for k in ["output", "eval_every", "eval_rows", "checkpoint_every", "keep_checkpoints", "threads", "loop"] {
                 m.remove(k);
             }
         }

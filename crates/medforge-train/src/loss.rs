@@ -2,7 +2,8 @@
 //! count, TRL's `num_items_in_batch`) and DPO's sigmoid loss with cDPO label smoothing. The output projection runs
 //! only on loss rows, a chunk at a time, so a step never holds `tokens × vocab` logits.
 
-use medforge_engine::model::{log_sum_exp, GradSink, Model};
+use medforge_engine::math::fast_exp;
+use medforge_engine::model::{GradSink, Model};
 use rayon::prelude::*;
 
 use crate::config::DpoConfig;
@@ -44,28 +45,40 @@ fn gather(hidden: &[f32], dim: usize, rows: &[usize]) -> Vec<f32> {
 }
 
 /// Log-probabilities of the targets of one chunk, and (with `coef`) dL/d(logits) for a loss whose derivative with
-/// respect to each target's log-probability is `coef[i]`: `d logits = coef · (onehot − softmax)`.
+/// respect to each target's log-probability is `coef[i]`: `d logits = coef · (onehot − softmax)`. One exponential per
+/// logit: the softmax row is kept from the log-sum-exp pass.
 fn chunk_logps(logits: &[f32], vocab: usize, targets: &[u32], coef: Option<&[f64]>) -> (Vec<f64>, Option<Vec<f32>>) {
-    let lps: Vec<(f64, f32)> = logits
-        .par_chunks(vocab)
-        .zip(targets.par_iter())
-        .map(|(row, &t)| {
-            let lse = log_sum_exp(row);
-            (f64::from(row[t as usize] - lse), lse)
-        })
-        .collect();
-    let d = coef.map(|coef| {
-        let mut d = vec![0f32; logits.len()];
-        d.par_chunks_mut(vocab).zip(logits.par_chunks(vocab)).enumerate().for_each(|(i, (dr, row))| {
-            let (c, lse) = (coef[i] as f32, lps[i].1);
-            for (o, &l) in dr.iter_mut().zip(row) {
-                *o = -c * (l - lse).exp();
+    let mut d = coef.map(|_| vec![0f32; logits.len()]);
+    let row_lp = |i: usize, row: &[f32], out: Option<&mut [f32]>| -> f64 {
+        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let t = targets[i] as usize;
+        match (out, coef) {
+            (Some(out), Some(coef)) => {
+                out.iter_mut().zip(row).for_each(|(o, &l)| *o = fast_exp(l - m));
+                let sum: f64 = out.iter().map(|&e| f64::from(e)).sum();
+                let lse = f64::from(m) + sum.ln();
+                let c = coef[i] as f32;
+                let scale = -c / sum as f32;
+                out.iter_mut().for_each(|o| *o *= scale);
+                out[t] += c;
+                f64::from(row[t]) - lse
             }
-            dr[targets[i] as usize] += c;
-        });
-        d
-    });
-    (lps.into_iter().map(|x| x.0).collect(), d)
+            _ => {
+                let sum: f64 = row.iter().map(|&l| f64::from(fast_exp(l - m))).sum();
+                f64::from(row[t]) - (f64::from(m) + sum.ln())
+            }
+        }
+    };
+    let lps: Vec<f64> = match d.as_mut() {
+        Some(d) => logits
+            .par_chunks(vocab)
+            .zip(d.par_chunks_mut(vocab))
+            .enumerate()
+            .map(|(i, (row, out))| row_lp(i, row, Some(out)))
+            .collect(),
+        None => logits.par_chunks(vocab).enumerate().map(|(i, row)| row_lp(i, row, None)).collect(),
+    };
+    (lps, d)
 }
 
 /// Forward with a tape, the loss at the logits, and the backward into `sink`. `coef_of(seq_logps)` is called once

@@ -2,18 +2,33 @@
 //! [`super::dense_attention`], beside its training forward.
 //! Formulas: `../shared/notes/training.md`; each kernel is checked against finite differences in its tests.
 
-use super::ops::RopeTable;
+use rayon::prelude::*;
+
+use super::ops::{RopeTable, PAR_ROWS};
 
 /// `dx += d(rms_norm)(x)·dy` for each `w.len()`-wide row, given the forward's `1/rms` per row (`inv`):
 /// `dx = r·(dy⊙w') − (r³/C)·x·Σ(dy⊙w'⊙x)` with `w' = w + add`.
 pub fn rms_norm_backward(x: &[f32], w: &[f32], add: f32, inv: &[f32], dy: &[f32], dx: &mut [f32]) {
     let d = w.len();
-    for (r, ((xr, gr), dr)) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)).enumerate() {
-        let ir = inv[r] as f64;
+    let row = |ir: f32, xr: &[f32], gr: &[f32], dr: &mut [f32]| {
+        let ir = ir as f64;
         let dot: f64 = xr.iter().zip(gr).zip(w).map(|((&xv, &g), &wv)| g as f64 * (wv + add) as f64 * xv as f64).sum();
         let c = ir * ir * ir * dot / d as f64;
         for (((o, &xv), &g), &wv) in dr.iter_mut().zip(xr).zip(gr).zip(w) {
             *o += (ir * g as f64 * (wv + add) as f64 - c * xv as f64) as f32;
+        }
+    };
+    if inv.len() >= PAR_ROWS {
+        inv.par_iter()
+            .zip(x.par_chunks_exact(d))
+            .zip(dy.par_chunks_exact(d))
+            .zip(dx.par_chunks_exact_mut(d))
+            .for_each(|(((ir, xr), gr), dr)| row(*ir, xr, gr, dr));
+    } else {
+        for (((ir, xr), gr), dr) in
+            inv.iter().zip(x.chunks_exact(d)).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d))
+        {
+            row(*ir, xr, gr, dr);
         }
     }
 }
@@ -21,24 +36,12 @@ pub fn rms_norm_backward(x: &[f32], w: &[f32], add: f32, inv: &[f32], dy: &[f32]
 /// The inverse rotation of [`super::ops::rope`] (the same pairs rotated by `-angle`): the gradient of a rotation is
 /// its transpose.
 pub fn rope_backward(x: &mut [f32], t: usize, heads: usize, head_dim: usize, table: &RopeTable, interleaved: bool) {
-    let half = table.half;
-    for i in 0..t {
-        let (c, s) = (&table.cos[i * half..(i + 1) * half], &table.sin[i * half..(i + 1) * half]);
-        for h in 0..heads {
-            let v = &mut x[(i * heads + h) * head_dim..(i * heads + h + 1) * head_dim];
-            for k in 0..half {
-                let (a, b) = if interleaved { (2 * k, 2 * k + 1) } else { (k, k + half) };
-                let (x0, x1) = (v[a], v[b]);
-                v[a] = x0 * c[k] + x1 * s[k];
-                v[b] = -x0 * s[k] + x1 * c[k];
-            }
-        }
-    }
+    super::ops::rotate(x, t, heads, head_dim, table, interleaved, -1.0);
 }
 
 /// `d silu(g)/dg`.
 pub fn silu_grad(g: f32) -> f32 {
-    let s = 1.0 / (1.0 + (-g).exp());
+    let s = 1.0 / (1.0 + super::ops::fast_exp(-g));
     s * (1.0 + g * (1.0 - s))
 }
 
@@ -151,8 +154,10 @@ mod tests {
 
     #[test]
     fn attention_backward_matches_finite_differences() {
-        let t = 5;
-        for (window, softcap) in [(None, None), (Some(3), None), (None, Some(2.0))] {
+        // 150 rows span three query blocks of the dense kernels (64 rows each), with windows across block edges.
+        for (t, window, softcap) in
+            [(5, None, None), (5, Some(3), None), (5, None, Some(2.0)), (150, None, None), (150, Some(70), Some(2.0))]
+        {
             let s = AttnShape { n_head: 4, n_kv_head: 2, head_dim: 4, scale: 0.5, window, softcap };
             let (qd, kvd) = (16, 8);
             let q = vals(t * qd, 13);
@@ -170,7 +175,7 @@ mod tests {
             let (mut o2, mut lse2) = (vec![0f32; t * qd], vec![0f32; t * 4]);
             attention_forward(&q, &k, &v, t, s, &mut o2, &mut lse2);
             for (a, b) in o.iter().zip(&o2).chain(lse.iter().zip(&lse2)) {
-                assert!((a - b).abs() < 1e-5, "dense forward {b} vs {a}");
+                assert!((a - b).abs() < 1e-5, "t {t}: dense forward {b} vs {a}");
             }
             let (mut dq, mut dk, mut dv) = (vec![0f32; t * qd], vec![0f32; t * kvd], vec![0f32; t * kvd]);
             attention_backward(

@@ -1,22 +1,72 @@
 //! Row-wise kernels of a decoder layer on `f32` slices: RMS norm, rotary embeddings, activations, and causal
 //! attention over a KV cache. Reductions accumulate in f64 where llama.cpp does (norms), so that results track it.
 
+use rayon::prelude::*;
+
 use super::pool::Pool;
 use super::simd;
 
 /// `out = x / rms(x) * (w + add)` for each row of `x` (`add` is 1 for Gemma's `(1 + w)` norms stored without the 1).
 /// `inv`, when given, receives each row's `1 / rms(x)` (what a backward pass needs).
-pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, add: f32, out: &mut [f32], mut inv: Option<&mut [f32]>) {
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, add: f32, out: &mut [f32], inv: Option<&mut [f32]>) {
     let d = w.len();
-    for (r, (xr, or)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
+    let row = |xr: &[f32], or: &mut [f32]| -> f32 {
         let ss: f64 = xr.iter().map(|&v| v as f64 * v as f64).sum();
         let scale = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
-        if let Some(inv) = inv.as_deref_mut() {
-            inv[r] = scale;
-        }
         for ((o, &v), &g) in or.iter_mut().zip(xr).zip(w) {
             *o = v * scale * (g + add);
         }
+        scale
+    };
+    let rows = x.len() / d.max(1);
+    // Rows are independent: many of them (training passes, long prompts) are spread over rayon's threads, with
+    // results identical to the sequential loop.
+    if rows >= PAR_ROWS {
+        let scales: Vec<f32> =
+            x.par_chunks_exact(d).zip(out.par_chunks_exact_mut(d)).map(|(xr, or)| row(xr, or)).collect();
+        if let Some(inv) = inv {
+            inv[..rows].copy_from_slice(&scales);
+        }
+        return;
+    }
+    let mut inv = inv;
+    for (r, (xr, or)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
+        let scale = row(xr, or);
+        if let Some(inv) = inv.as_deref_mut() {
+            inv[r] = scale;
+        }
+    }
+}
+
+/// Rows at which the row-wise kernels go parallel.
+pub const PAR_ROWS: usize = 128;
+
+/// `e^x` for f32 without libm and without branches, so loops over slices vectorise: `x = n·ln 2 + r` with
+/// `|r| ≤ ln 2 / 2`, `e^r` by its degree-6 Taylor polynomial (relative error below 3e-7), `2^n` from the exponent
+/// bits; below -87 the result is 0.
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    let xc = x.clamp(-87.0, 88.0);
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let pow2 = f32::from_bits(((t.to_bits() as i32 - 0x4B40_0000 + 127) << 23) as u32);
+    if x < -87.0 {
+        0.0
+    } else {
+        p * pow2
+    }
+}
+
+/// `x ← e^x` over a slice ([`fast_exp`]).
+pub fn exp_in_place(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = fast_exp(*v);
     }
 }
 
@@ -67,23 +117,33 @@ impl RopeTable {
 /// Rotate each head of each row in place. `interleaved`: pairs `(2i, 2i+1)` (GGUF llama); otherwise pairs
 /// `(i, i + half)` (Hugging Face layout, qwen2, gemma).
 pub fn rope(x: &mut [f32], t: usize, heads: usize, head_dim: usize, table: &RopeTable, interleaved: bool) {
+    rotate(x, t, heads, head_dim, table, interleaved, 1.0);
+}
+
+/// Rotate each head of `t` rows by its position's angles (`sign = -1`: the inverse rotation, rope's backward).
+pub fn rotate(x: &mut [f32], t: usize, heads: usize, head_dim: usize, table: &RopeTable, interleaved: bool, sign: f32) {
     let half = table.half;
-    for i in 0..t {
+    let row = |i: usize, xr: &mut [f32]| {
         let (c, s) = (&table.cos[i * half..(i + 1) * half], &table.sin[i * half..(i + 1) * half]);
-        for h in 0..heads {
-            let v = &mut x[(i * heads + h) * head_dim..(i * heads + h + 1) * head_dim];
+        for v in xr.chunks_exact_mut(head_dim) {
             for k in 0..half {
                 let (a, b) = if interleaved { (2 * k, 2 * k + 1) } else { (k, k + half) };
-                let (x0, x1) = (v[a], v[b]);
-                v[a] = x0 * c[k] - x1 * s[k];
-                v[b] = x0 * s[k] + x1 * c[k];
+                let (x0, x1, sk) = (v[a], v[b], sign * s[k]);
+                v[a] = x0 * c[k] - x1 * sk;
+                v[b] = x0 * sk + x1 * c[k];
             }
         }
+    };
+    let w = heads * head_dim;
+    if t >= PAR_ROWS {
+        x[..t * w].par_chunks_exact_mut(w).enumerate().for_each(|(i, xr)| row(i, xr));
+    } else {
+        x[..t * w].chunks_exact_mut(w).enumerate().for_each(|(i, xr)| row(i, xr));
     }
 }
 
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + fast_exp(-x))
 }
 
 /// GELU, tanh approximation (`gelu_pytorch_tanh`).
@@ -205,6 +265,25 @@ pub fn attention_batch(jobs: &mut [AttnJob], s: AttnShape) {
         (0..n).for_each(one);
     } else {
         Pool::global().run(n, &one);
+    }
+}
+
+#[cfg(test)]
+mod exp_tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_is_within_3e7_of_libm() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (a, b) = (fast_exp(x) as f64, (x as f64).exp());
+            worst = worst.max((a - b).abs() / b);
+            x += 0.0137;
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert_eq!(fast_exp(-200.0), 0.0);
+        assert_eq!(fast_exp(0.0), 1.0);
     }
 }
 

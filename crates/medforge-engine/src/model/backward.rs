@@ -5,6 +5,8 @@
 //! dropout) and, in full fine-tuning, the weights themselves accumulate their gradients into a [`GradSink`]. Checked
 //! against PyTorch autograd in `tests/backward.rs`.
 
+use rayon::prelude::*;
+
 use crate::cpu::backward::{gelu_tanh_grad, rms_norm_backward, rope_backward, silu_grad, AttnGrad};
 use crate::cpu::dense_attention::attention_backward;
 use crate::cpu::gemm::{accumulate_dy_w, matmul};
@@ -178,13 +180,13 @@ impl Layer {
             Activation::Silu => (ops::silu, silu_grad),
             Activation::GeluTanh => (ops::gelu_tanh, gelu_tanh_grad),
         };
-        let a: Vec<f32> = lt.gate.iter().zip(&lt.up).map(|(g, u)| act(*g) * u).collect();
+        let a: Vec<f32> = lt.gate.par_iter().zip(&lt.up).map(|(g, u)| act(*g) * u).collect();
         let ffn = lt.gate.len() / t;
         let mut da = vec![0f32; t * ffn];
         linear_backward(&self.down, &a, &d_down, t, lp, &mut da, sink, (li, Projection::Down));
         drop(a);
-        let dg: Vec<f32> = da.iter().zip(&lt.gate).zip(&lt.up).map(|((d, g), u)| d * u * act_grad(*g)).collect();
-        let du: Vec<f32> = da.iter().zip(&lt.gate).map(|(d, g)| d * act(*g)).collect();
+        let dg: Vec<f32> = da.par_iter().zip(&lt.gate).zip(&lt.up).map(|((d, g), u)| d * u * act_grad(*g)).collect();
+        let du: Vec<f32> = da.par_iter().zip(&lt.gate).map(|(d, g)| d * act(*g)).collect();
         drop(da);
         let mut dh = vec![0f32; t * dim];
         linear_backward(&self.gate, &lt.ffn_normed, &dg, t, lp, &mut dh, sink, (li, Projection::Gate));

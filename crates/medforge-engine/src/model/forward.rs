@@ -3,6 +3,8 @@
 //! sharing each pass over the weights) and training over whole sequences with a [`Tape`] ([`Model::forward_tape`]);
 //! then logits and log-probabilities.
 
+use rayon::prelude::*;
+
 use crate::cpu::dense_attention;
 use crate::cpu::gemm::{matmul, matmul_scaled, matmul_x_wt};
 use crate::cpu::matrix::matmul_many;
@@ -305,9 +307,16 @@ impl Layer {
             tp.gate = g.clone();
             tp.up = u.clone();
         }
-        match c.activation {
-            Activation::Silu => g.iter_mut().zip(&u).for_each(|(a, b)| *a = ops::silu(*a) * b),
-            Activation::GeluTanh => g.iter_mut().zip(&u).for_each(|(a, b)| *a = ops::gelu_tanh(*a) * b),
+        let act: fn(f32) -> f32 = match c.activation {
+            Activation::Silu => ops::silu,
+            Activation::GeluTanh => ops::gelu_tanh,
+        };
+        if t >= ops::PAR_ROWS {
+            g.par_chunks_mut(4096).zip(u.par_chunks(4096)).for_each(|(gc, uc)| {
+                gc.iter_mut().zip(uc).for_each(|(a, b)| *a = act(*a) * b);
+            });
+        } else {
+            g.iter_mut().zip(&u).for_each(|(a, b)| *a = act(*a) * b);
         }
         let mut d = project(&g, t, li, &[(Projection::Down, &self.down)], lp).pop().expect("down");
         if let Some(pn) = &self.post_ffn_norm {

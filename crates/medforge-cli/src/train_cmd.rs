@@ -8,8 +8,13 @@ use medforge_train::{HandoffEngine, HandoffOptions, LoopMode, RunOptions, TrainC
 
 const TRAIN_HELP: &str = "\
 Examples:
-  medforge train --config examples/train_lora.toml             # LoRA SFT on the formatted train split
-  medforge train --config examples/train_lora.toml --resume    # continue after a crash or kill, same curve
+  medforge run --config examples/train_medqa.toml               # curate + split + format MedQA -> <run>/formatted
+  medforge train --config examples/train_medqa.toml             # LoRA SFT on the formatted train split
+  medforge train --config examples/train_medqa.toml --resume    # continue after a crash or kill -9, same curve
+  medforge train --config examples/dpo_medquad.toml             # DPO on MedQuAD preference pairs
+  medforge train --config F --until 90 --max-loops 10 --benchmark-data kormedmcqa/doctor/test.csv
+  medforge train --config F --probe-focus --benchmark-data kormedmcqa/doctor/test.csv
+  medforge train export --engine trl --config F --out handoff/  # the same job as a TRL script + accelerate configs
 
 The config's [train] section (alone in a file, or beside [run] and [[stages]] in a pipeline config):
   [train]

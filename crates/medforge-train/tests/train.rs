@@ -330,3 +330,188 @@ fn bad_input_names_the_file_and_field() {
     c.lora.targets = vec!["qproj".into()];
     assert!(err(&c).contains("did you mean `q_proj`"));
 }
+
+/// A MedQA-format benchmark of colour questions (the training rows' task), two divisions.
+fn colour_benchmark(path: &std::path::Path, n: usize) {
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let k = (i * 3 + 1) % 4;
+            let letter = ["A", "B", "C", "D"][k];
+            serde_json::json!({
+                "question": format!("Case {}: the colour is {}.", 5000 + i, COLOURS[k]),
+                "options": {"A": "red", "B": "blue", "C": "green", "D": "pink"},
+                "answer_idx": letter,
+                "answer": COLOURS[k],
+                "meta_info": if i % 2 == 0 { "step1" } else { "step2&3" },
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n")).unwrap();
+}
+
+/// Letter rows plus plain-text rows (type 1), so the loops see two training types.
+fn two_type_fixture() -> Fixture {
+    let f = fixture(0, 0);
+    let text = |i: usize| {
+        let k = i % 4;
+        let q = format!("Name colour number {k}.");
+        let prompt = format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
+        let completion = format!("{}<|im_end|>\n", COLOURS[k]);
+        FormattedRow {
+            id: format!("t{i}"),
+            training_type: TrainingType::Text,
+            messages: vec![Message::user(q), Message::assistant(COLOURS[k])],
+            text: format!("{prompt}{completion}"),
+            prompt,
+            completion,
+            chosen: None,
+            rejected: None,
+        }
+    };
+    let train: Vec<FormattedRow> = (0..8).map(text).chain((0..16).map(row)).collect();
+    formatted::write_set(&f.data, &BTreeMap::from([("train".to_string(), train)]), &spec("<|im_end|>")).unwrap();
+    colour_benchmark(&f.root.join("bench.jsonl"), 12);
+    f
+}
+
+fn loop_config(f: &Fixture, out: &str) -> TrainConfig {
+    let mut cfg = config(f, out);
+    cfg.loops = medforge_train::LoopConfig {
+        benchmark: "medqa".into(),
+        benchmark_data: f.root.join("bench.jsonl"),
+        eval_samples: 12,
+        target: 101.0,
+        max_loops: 2,
+        probe_steps: 2,
+        focus_steps: 2,
+        min_improvement: 1000.0,
+        max_focus_rounds: 3,
+    };
+    cfg
+}
+
+fn json_file(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn loop_until_target_trains_each_type_per_loop_and_keeps_the_best() {
+    let f = two_type_fixture();
+    // An unreachable target: exactly max_loops loops, each type once per loop (text: 2 steps, letter: 4 steps).
+    let o = medforge_train::run_loops(&loop_config(&f, "until"), medforge_train::LoopMode::Until).unwrap();
+    assert!(!o.reached_target);
+    assert_eq!(o.steps, 2 * (2 + 4));
+    let report = json_file(&o.report);
+    let loops = report["loops"].as_array().unwrap();
+    assert_eq!(loops.len(), 2);
+    assert_eq!(loops[0]["types"]["type1_text"]["steps"], 2);
+    assert_eq!(loops[0]["types"]["type3_word"]["steps"], 4);
+    eprintln!("accuracy {} → {:?}", o.initial_accuracy, loops.iter().map(|l| &l["accuracy"]).collect::<Vec<_>>());
+    assert!(o.best_accuracy > o.initial_accuracy, "training on the task raises the benchmark accuracy");
+    // The best loop's adapter is the one kept (here loop 1 beats loop 2), the last one is `final/`.
+    let acc = |n: usize| loops[n]["accuracy"].as_f64().unwrap();
+    assert!(acc(0) == o.best_accuracy && acc(1) < acc(0), "this seed's curve: {} then {}", acc(0), acc(1));
+    let bytes = |dir: &str| std::fs::read(o.output.join(dir).join("adapter_model.safetensors")).unwrap();
+    assert!(bytes("best_checkpoint") == bytes("loop_1/after_type3"));
+    assert!(bytes("final") == bytes("loop_2/after_type3") && bytes("final") != bytes("best_checkpoint"));
+    for dir in ["loop_1/after_type1", "loop_1/after_type3", "loop_2/after_type3", "best_checkpoint", "final"] {
+        assert!(o.output.join(dir).join("adapter_model.safetensors").is_file(), "no adapter in {dir}");
+    }
+    let divisions = json_file(&o.output.join("division_report.json"));
+    assert_eq!(divisions["overall"]["count"], 12);
+    let d = divisions["divisions"].as_object().unwrap();
+    assert_eq!(d.keys().collect::<Vec<_>>(), ["step1", "step2&3"]);
+    assert_eq!(d["step1"]["count"], 6);
+    // The failure history covers the three checks; every entry has the MedGemma Korean pipeline's fields.
+    let failed = json_file(&o.output.join("failed_questions.json"));
+    for q in failed.as_array().unwrap() {
+        let n = q["fail_count"].as_u64().unwrap();
+        assert!((1..=3).contains(&n) && q["question_preview"].as_str().unwrap().starts_with("Case 50"), "{q}");
+    }
+    // A target already met: no training, the report says so.
+    let mut met = loop_config(&f, "met");
+    met.loops.target = 0.0;
+    let o = medforge_train::run_loops(&met, medforge_train::LoopMode::Until).unwrap();
+    assert!(o.reached_target && o.steps == 0);
+    assert_eq!(json_file(&o.report)["loops"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn probe_and_focus_ranks_the_types_by_gain() {
+    let f = two_type_fixture();
+    let o = medforge_train::run_loops(&loop_config(&f, "pf"), medforge_train::LoopMode::ProbeFocus).unwrap();
+    // min_improvement is out of reach: one focus round per type after its probe.
+    assert_eq!(o.steps, 2 * 2 + 2 * 2);
+    let r = json_file(&o.report);
+    assert!(o.report.ends_with("final_report.json"));
+    let types = r["type_results"].as_object().unwrap();
+    assert_eq!(types.keys().collect::<Vec<_>>(), ["type1_text", "type3_word"]);
+    for t in types.values() {
+        assert_eq!(t["total_steps"], 4);
+        assert_eq!(t["improvements"].as_array().unwrap().len(), 2);
+        assert_eq!(t["is_exhausted"], true);
+    }
+    let ranks = r["recommendations"].as_array().unwrap();
+    assert_eq!(ranks.len(), 2);
+    assert!(ranks[0]["avg_improvement"].as_f64().unwrap() >= ranks[1]["avg_improvement"].as_f64().unwrap());
+    assert!(o.output.join("final/adapter_model.safetensors").is_file());
+    // Loops train SFT only; a missing benchmark file is named.
+    let mut dpo = loop_config(&f, "x");
+    dpo.method = Method::Dpo;
+    assert!(medforge_train::run_loops(&dpo, medforge_train::LoopMode::Until).unwrap_err().to_string().contains("SFT"));
+    let mut missing = loop_config(&f, "y");
+    missing.loops.benchmark_data = f.root.join("nope.jsonl");
+    let e = medforge_train::run_loops(&missing, medforge_train::LoopMode::Until).unwrap_err().to_string();
+    assert!(e.contains("benchmark_data") && e.contains("nope.jsonl"), "{e}");
+}
+
+#[test]
+fn export_hands_the_same_job_to_trl_and_axolotl() {
+    use medforge_train::{export_handoff, HandoffEngine, HandoffOptions};
+    let f = fixture(6, 2);
+    let mut cfg = config(&f, "unused");
+    cfg.lora.rslora = true;
+    cfg.lora.targets = vec!["q_proj".into(), "v_proj".into()];
+    let opts = HandoffOptions { engine: HandoffEngine::Trl, model: None, gpus: 4 };
+    let out = f.root.join("trl");
+    let s = export_handoff(&cfg, &opts, &out).unwrap();
+    assert_eq!((s.train_rows, s.eval_rows), (6, 2));
+    let script = std::fs::read_to_string(out.join("sft_trl.py")).unwrap();
+    for needle in [
+        format!("MODEL_PATH = {}", serde_json::Value::String(f.base.display().to_string())),
+        "LORA_R = 4".to_string(),
+        "USE_RSLORA = True".to_string(),
+        r#"LORA_TARGET_MODULES = ["q_proj", "v_proj"]"#.to_string(),
+        "MAX_LENGTH = 128".to_string(),
+    ] {
+        assert!(script.contains(&needle), "sft_trl.py lacks `{needle}`");
+    }
+    assert!(!script.contains("{model_path}"), "every placeholder filled");
+    // The rows carry the formatted prompt and completion, so TRL trains on the same text.
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(out.join("train.jsonl")).unwrap().lines().next().unwrap())
+            .unwrap();
+    assert_eq!(first["prompt"][0]["content"], row(0).messages[0].content);
+    assert_eq!(first["completion"][0], serde_json::json!({"role": "assistant", "content": "A"}));
+    assert!(std::fs::read_to_string(out.join("accelerate_multi_gpu.yaml")).unwrap().contains("num_processes: 4"));
+    assert!(out.join("README.md").is_file() && out.join("requirements.txt").is_file());
+    // axolotl: the LoRA block kept, the same keys.
+    let out = f.root.join("axolotl");
+    export_handoff(&cfg, &HandoffOptions { engine: HandoffEngine::Axolotl, ..opts.clone() }, &out).unwrap();
+    let yml = std::fs::read_to_string(out.join("axolotl_sft.yml")).unwrap();
+    assert!(
+        yml.contains("adapter: lora") && yml.contains("lora_r: 4") && yml.contains("peft_use_rslora: true"),
+        "{yml}"
+    );
+    assert!(yml.contains("sequence_len: 128") && !yml.contains("# @if"), "{yml}");
+    // Full fine-tuning drops the LoRA block; a GGUF base needs an HF model named.
+    cfg.method = Method::Full;
+    let out = f.root.join("axolotl-full");
+    export_handoff(&cfg, &HandoffOptions { engine: HandoffEngine::Axolotl, ..opts.clone() }, &out).unwrap();
+    assert!(!std::fs::read_to_string(out.join("axolotl_sft.yml")).unwrap().contains("adapter: lora"));
+    cfg.base = f.root.join("model.gguf");
+    std::fs::write(&cfg.base, b"GGUF").unwrap();
+    let e = export_handoff(&cfg, &opts, &f.root.join("x")).unwrap_err().to_string();
+    assert!(e.contains("export-hf"), "{e}");
+}

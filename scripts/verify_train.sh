@@ -155,7 +155,7 @@ sft() {
 import csv, json, os, sys
 info = json.load(open(sys.argv[1]))
 ev = info["evals"]
-print("steps %d, %.1f tokens/s; eval-split loss %s" % (len(info["steps"]), info.get("tokens_per_s", 0),
+print("steps %d, %.1f tokens/s; eval-split loss %s" % (len(info["steps"]), info["tokens_per_second"],
       " -> ".join("%.4f@%d" % (e["loss"], e["step"]) for e in ev)))
 print("eval-split letter accuracy %s" % " -> ".join("%s" % e.get("accuracy") for e in ev))
 for row in csv.DictReader(open(os.path.join(sys.argv[2], "model_comparison.csv"))):
@@ -166,7 +166,7 @@ PY
 
 dpo() {
   local log="$work/serve.log" url
-  "$bin" serve --model-path "$gguf" --port 8011 >"$log" 2>&1 &
+  "$bin" serve --model "$gguf" --name smollm2 --port 8011 >"$log" 2>&1 &
   local pid=$!
   trap 'kill $pid 2>/dev/null || true' RETURN
   url="$(wait_for_serve "$pid" "$log")"

@@ -251,12 +251,20 @@ impl TrainArgs {
             RunOptions { resume: self.resume, progress: !self.quiet, stop_after: None, dump_plan: self.dump_plan };
         let o = medforge_train::run(&cfg, &opts).with_context(|| format!("training with {}", config.display()))?;
         let i = &o.info;
+        let d = &i.train_data;
+        let dropped = match d.dropped_no_loss {
+            0 => String::new(),
+            n => format!(", {n} dropped with no loss token left: raise max_length"),
+        };
         eprintln!(
-            "{}: {} steps, {} rows ({} truncated), {:.0} tokens/s, {:.1} s/step, peak memory {}",
+            "{}: {} steps, {} of {} rows ({} truncated to max_length = {}{dropped}), {:.0} tokens/s, {:.1} s/step, \
+             peak memory {}",
             cfg.method_name(),
             i.steps_done,
-            i.train_data.used,
-            i.train_data.truncated,
+            d.used,
+            d.rows,
+            d.truncated,
+            cfg.max_length,
             i.tokens_per_second,
             i.mean_step_seconds,
             i.peak_rss_bytes.map(|b| format!("{:.2} GB", b as f64 / 1e9)).unwrap_or_else(|| "?".into())

@@ -318,6 +318,7 @@ pub fn run_with(
     }
     manifest.finished_at = Some(now_rfc3339());
     write_manifest(&manifest, &run.path, llm.as_deref())?;
+    run.mark_latest()?;
     Ok(CurateOutcome { dir: run.path, manifest, kept, dropped, llm })
 }
 

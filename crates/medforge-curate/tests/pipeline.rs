@@ -171,6 +171,12 @@ fn formatting_follows_the_splits_on_the_demo_config() {
     let mut cfg = CurateConfig::load(&root.join("examples/curate_demo.toml")).unwrap();
     cfg.run.output = tmp.path().to_path_buf();
     let dir = run(&cfg, &root.join("examples/curate_demo.toml"), None, &|_, _, _| {}).unwrap().dir;
+    // `<output>/latest` names the newest complete run (what `[train] data = ".../latest/formatted"` reads); a
+    // second run moves it.
+    assert_eq!(std::fs::canonicalize(tmp.path().join("latest")).unwrap(), std::fs::canonicalize(&dir).unwrap());
+    let second = run(&cfg, &root.join("examples/curate_demo.toml"), None, &|_, _, _| {}).unwrap().dir;
+    assert_ne!(second, dir);
+    assert_eq!(std::fs::canonicalize(tmp.path().join("latest")).unwrap(), std::fs::canonicalize(&second).unwrap());
     let split_of: std::collections::HashMap<String, String> = read(&dir.join("curated.parquet"))
         .into_iter()
         .map(|r| (r.id.clone(), r.metadata["split"].as_str().unwrap().to_string()))

@@ -40,6 +40,22 @@ impl RunDir {
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
+
+    /// Point `<root>/latest` at this run (a relative symlink, swapped in by rename), so configs can name
+    /// `<output>/latest/formatted` for the newest complete run. Called once the run has finished; a run that failed
+    /// leaves the previous `latest` in place. A no-op where symlinks are not available.
+    pub fn mark_latest(&self) -> Result<()> {
+        #[cfg(unix)]
+        {
+            let (Some(root), Some(name)) = (self.path.parent(), self.path.file_name()) else { return Ok(()) };
+            let link = root.join("latest");
+            let tmp = root.join(format!(".latest.{}", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(name, &tmp).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Identity of one input: its files and their combined sha256.

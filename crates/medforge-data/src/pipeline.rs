@@ -120,6 +120,7 @@ pub fn run_ingest(cfg: &PipelineConfig, config_path: &Path, progress: Progress) 
     manifest.rejects = total.rejected.clone();
     manifest.finished_at = Some(now_rfc3339());
     manifest.write(&run.path)?;
+    run.mark_latest()?;
     Ok(RunOutcome { dir: run.path, manifest, stats: total })
 }
 

@@ -226,7 +226,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// A seed for one named sub-stream (one specialty, one division), derived from the run seed.
 ///
 /// Each group gets its own generator so that adding or removing rows of one group does not reshuffle
-/// every other group. FNV-1a over the seed's little-endian bytes followed by the key, then one
+/// every other group. FNV-1a over the seed value's little-endian bytes followed by the key, then one
 /// SplitMix64 step to spread the bits (FNV alone leaves similar keys with similar hashes).
 pub fn derive_seed(seed: u64, key: &str) -> u64 {
     let h = fnv1a64_from(fnv1a64(&seed.to_le_bytes()), key.as_bytes());

@@ -5,7 +5,7 @@
 //! the previous checkpoints or a complete new one, never a half-written one; leftover temporary folders are removed
 //! on the next start.
 //!
-//! The data order of epoch `e` is a function of the seed and `e`, and LoRA dropout's masks of the seed and the step,
+//! The data order of epoch `e` is a function of `[train] seed` and `e`, and LoRA dropout's masks of that seed and the step,
 //! so a step number is the whole RNG state: resuming at step `k` replays exactly what an uninterrupted run would do.
 
 use std::collections::HashMap;

@@ -110,13 +110,7 @@ pub fn matmul_x_wt(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32], accumulate: 
         matmul(t, out, inp, x, false, values, true, y, accumulate);
         return;
     }
-    let mut panel = vec![0f32; PANEL_ROWS * inp];
-    let mut o0 = 0;
-    while o0 < out {
-        let p = PANEL_ROWS.min(out - o0);
-        for r in 0..p {
-            w.row_f32(o0 + r, &mut panel[r * inp..(r + 1) * inp]);
-        }
+    for_each_panel(w, |o0, p, panel| {
         // y's columns o0..o0+p: a strided destination with row stride `out`.
         // SAFETY: x covers t×inp, the panel p×inp, y's columns o0..o0+p of t rows lie inside y.
         unsafe {
@@ -133,8 +127,7 @@ pub fn matmul_x_wt(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32], accumulate: 
                 true,
             );
         }
-        o0 += p;
-    }
+    });
 }
 
 /// `dx (t×in) += dy (t×out) · W (out×in)` for a weight in any storage format: f32 weights are used in place,
@@ -146,13 +139,7 @@ pub fn accumulate_dy_w(w: &QMatrix, dy: &[f32], t: usize, dx: &mut [f32]) {
         matmul(t, inp, out, dy, false, values, false, dx, true);
         return;
     }
-    let mut panel = vec![0f32; PANEL_ROWS * inp];
-    let mut o0 = 0;
-    while o0 < out {
-        let p = PANEL_ROWS.min(out - o0);
-        for r in 0..p {
-            w.row_f32(o0 + r, &mut panel[r * inp..(r + 1) * inp]);
-        }
+    for_each_panel(w, |o0, p, panel| {
         // dy's columns o0..o0+p, read in place with row stride `out`.
         // SAFETY: dy covers t×out, the panel p×inp, dx t×inp; dx does not alias dy or the panel.
         unsafe {
@@ -169,6 +156,21 @@ pub fn accumulate_dy_w(w: &QMatrix, dy: &[f32], t: usize, dx: &mut [f32]) {
                 true,
             );
         }
+    });
+}
+
+/// Call `f(first_row, rows, panel)` for each panel of up to `PANEL_ROWS` rows of a quantised weight, dequantised
+/// into one reused buffer (`rows × cols`, row-major).
+fn for_each_panel(w: &QMatrix, mut f: impl FnMut(usize, usize, &[f32])) {
+    let (out, inp) = (w.rows(), w.cols());
+    let mut panel = vec![0f32; PANEL_ROWS * inp];
+    let mut o0 = 0;
+    while o0 < out {
+        let p = PANEL_ROWS.min(out - o0);
+        for r in 0..p {
+            w.row_f32(o0 + r, &mut panel[r * inp..(r + 1) * inp]);
+        }
+        f(o0, p, &panel[..p * inp]);
         o0 += p;
     }
 }

@@ -3,9 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use medforge_llm::{Backend, ChatRequest, ChatResponse, LlmError, Loglik, LoglikScorer, Role, Usage};
+use medforge_llm::{Backend, ChatRequest, ChatResponse, LlmError, Loglik, LoglikScorer, Role, Structure, Usage};
 use medforge_text::chat::Message;
 
+use crate::constrain::Constraint;
 use crate::engine::{Engine, GenerateParams};
 use crate::sampling::SamplingParams;
 use crate::EngineError;
@@ -61,6 +62,17 @@ pub fn generate_params(req: &ChatRequest) -> GenerateParams {
         stop: p.stop.clone(),
         logprobs: None,
         ignore_eos: false,
+        constraint: p.structure.as_ref().map(constraint),
+    }
+}
+
+/// The engine's constraint for a stage's structure.
+pub fn constraint(s: &Structure) -> Constraint {
+    match s {
+        Structure::Choice(c) => Constraint::Choice(c.clone()),
+        Structure::Regex(r) => Constraint::Regex(r.clone()),
+        Structure::JsonSchema(j) => Constraint::JsonSchema(j.clone()),
+        Structure::Grammar(g) => Constraint::Lark(g.clone()),
     }
 }
 

@@ -10,6 +10,7 @@ use medforge_text::chat::{CompiledTemplate, Message};
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
+use crate::constrain::{Constraint, ConstraintCompiler, Guide};
 use crate::gguf::{self, Gguf};
 use crate::model::{argmax, target_logprobs, Adapter, Family, Hidden, KvCache, Model, ModelConfig, Source};
 use crate::sampling::{Sampler, SamplingParams};
@@ -51,6 +52,8 @@ pub struct GenerateParams {
     pub logprobs: Option<usize>,
     /// Keep going past EOS / end-of-turn tokens (benchmarks and reference comparisons).
     pub ignore_eos: bool,
+    /// The output must match this (choice, regex, JSON schema, grammar); generation ends when it is complete.
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for GenerateParams {
@@ -61,6 +64,7 @@ impl Default for GenerateParams {
             stop: Vec::new(),
             logprobs: None,
             ignore_eos: false,
+            constraint: None,
         }
     }
 }
@@ -104,6 +108,8 @@ pub struct Engine {
     cache: KvCache,
     /// The tokens whose keys/values are in `cache`, for prefix reuse between calls.
     cached: Vec<u32>,
+    /// Built on the first constrained request (the token trie takes a moment on a large vocabulary).
+    constraints: Option<ConstraintCompiler>,
 }
 
 /// End-of-turn markers that end a chat answer whatever the EOS id says.
@@ -229,7 +235,31 @@ impl Engine {
             stop_ids,
             cache,
             cached: Vec::new(),
+            constraints: None,
         })
+    }
+
+    /// Check that a constraint compiles for this model's tokenizer (`BadInput` naming the problem if not).
+    pub fn check_constraint(&mut self, c: &Constraint) -> Result<()> {
+        self.compiler()?.matcher(c).map(|_| ())
+    }
+
+    fn compiler(&mut self) -> Result<&ConstraintCompiler> {
+        if self.constraints.is_none() {
+            let eos = self.eos_id().or_else(|| self.stop_ids.first().copied()).ok_or_else(|| {
+                EngineError::Unsupported(format!("model `{}` names no EOS token: constrained decoding needs one", self.name))
+            })?;
+            let eot = self.stop_ids.iter().copied().find(|&i| i != eos);
+            self.constraints = Some(ConstraintCompiler::new(&self.tokenizer, self.model.vocab_size(), eos, eot)?);
+        }
+        Ok(self.constraints.as_ref().expect("built above"))
+    }
+
+    fn guide(&mut self, params: &GenerateParams) -> Result<Option<Guide>> {
+        match &params.constraint {
+            Some(c) => Ok(Some(Guide::new(self.compiler()?.matcher(c)?))),
+            None => Ok(None),
+        }
     }
 
     /// Forget the KV cache (the next call runs its whole prompt).
@@ -357,12 +387,13 @@ impl Engine {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
         let max_tokens = self.check_prompt(prompt, params)?;
+        let guide = self.guide(params)?;
         let t0 = Instant::now();
         let (hidden, _) = self.feed(prompt, usize::MAX)?;
         let mut logits = self.model.last_logits(&hidden);
         let prompt_secs = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let mut stream = Stream::new(params, max_tokens);
+        let mut stream = Stream::new(params, max_tokens, guide);
         while let Some(next) = stream.step(self, &logits, on_text)? {
             let h = self.run(&[next])?;
             logits = self.model.last_logits(&h);
@@ -387,8 +418,10 @@ impl Engine {
     /// rounding. The engine's prefix cache is not used.
     pub fn generate_batch(&mut self, prompts: &[Vec<u32>], params: &GenerateParams) -> Result<Vec<Generation>> {
         let mut limits = Vec::with_capacity(prompts.len());
+        let mut guides = Vec::with_capacity(prompts.len());
         for p in prompts {
             limits.push(self.check_prompt(p, params)?);
+            guides.push(self.guide(params)?);
         }
         let t0 = Instant::now();
         let mut caches: Vec<KvCache> = prompts.iter().map(|_| self.model.new_cache()).collect();
@@ -407,7 +440,8 @@ impl Engine {
                 self.model.logits(hidden.row(ends - 1), 1)
             })
             .collect();
-        let mut streams: Vec<Stream> = limits.iter().map(|&m| Stream::new(params, m)).collect();
+        let mut streams: Vec<Stream> =
+            limits.iter().zip(guides).map(|(&m, guide)| Stream::new(params, m, guide)).collect();
         let mut active: Vec<usize> = (0..prompts.len()).collect();
         let mut quiet = |_: &str| true;
         while !active.is_empty() {
@@ -574,10 +608,11 @@ struct Stream<'p> {
     text: String,
     emitted: usize,
     finish: &'static str,
+    guide: Option<Guide>,
 }
 
 impl<'p> Stream<'p> {
-    fn new(params: &'p GenerateParams, max_tokens: usize) -> Self {
+    fn new(params: &'p GenerateParams, max_tokens: usize, guide: Option<Guide>) -> Self {
         Stream {
             params,
             max_tokens,
@@ -588,6 +623,7 @@ impl<'p> Stream<'p> {
             text: String::new(),
             emitted: 0,
             finish: "length",
+            guide,
         }
     }
 
@@ -597,7 +633,20 @@ impl<'p> Stream<'p> {
             return Ok(None);
         }
         let params = self.params;
-        let next = self.sampler.sample(logits);
+        let mut complete = false;
+        let next = match &mut self.guide {
+            Some(g) => {
+                let next = self.sampler.sample(g.mask(logits)?);
+                // The mask offers EOS only once the output is a complete match.
+                if e.stop_ids.contains(&next) && g.accepting() {
+                    self.finish = "stop";
+                    return Ok(None);
+                }
+                complete = g.consume(next)?;
+                next
+            }
+            None => self.sampler.sample(logits),
+        };
         if !params.ignore_eos && e.stop_ids.contains(&next) {
             self.finish = "stop";
             return Ok(None);
@@ -631,6 +680,10 @@ impl<'p> Stream<'p> {
                     return Ok(None);
                 }
             }
+        }
+        if complete {
+            self.finish = "stop";
+            return Ok(None);
         }
         if self.out.len() >= self.max_tokens {
             return Ok(None);

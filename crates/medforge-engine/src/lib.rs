@@ -14,6 +14,7 @@
 #[cfg(feature = "serve")]
 pub mod backend;
 pub(crate) mod cpu;
+pub mod constrain;
 pub mod engine;
 mod error;
 pub mod export;
@@ -35,6 +36,7 @@ pub mod tiny;
 
 #[cfg(feature = "serve")]
 pub use backend::LocalBackend;
+pub use constrain::Constraint;
 pub use engine::{Engine, GenerateParams, Generation, LoadOptions};
 pub use error::{EngineError, Result};
 pub use info::{inspect, ModelInfo};

@@ -20,6 +20,7 @@ use medforge_text::chat::Message;
 use serde_json::{json, Map, Value};
 use tokio_stream::StreamExt;
 
+use crate::constrain::Constraint;
 use crate::engine::{Engine, GenerateParams, Generation, TokenLogprob};
 use crate::sampling::SamplingParams;
 use crate::EngineError;
@@ -311,14 +312,80 @@ fn common_params(s: &AppState, f: &Fields, default_max: usize) -> Result<(Genera
         Some(Value::Object(o)) => o.get("include_usage").and_then(Value::as_bool).unwrap_or(false),
         Some(_) => return Err(ApiError::bad("stream_options", "`stream_options` must be an object")),
     };
-    let params = GenerateParams {
+    let mut params = GenerateParams {
         max_tokens: max_tokens.map(|m| m as usize).unwrap_or(default_max),
         sampling: SamplingParams { temperature, top_p, top_k, seed },
         stop: f.stop()?,
         logprobs: None,
         ignore_eos: false,
+        constraint: None,
     };
+    if let Some((param, c)) = constraint(f)? {
+        let mut e = s.engine.lock().unwrap_or_else(|p| p.into_inner());
+        e.check_constraint(&c).map_err(|err| ApiError::bad(param, err.to_string()))?;
+        drop(e);
+        params.constraint = Some(c);
+    }
     Ok((params, stream, include_usage))
+}
+
+/// The structure a request asks for: OpenAI's `response_format` or one of vLLM's `guided_*` parameters (at most
+/// one), with the parameter it came from.
+fn constraint(f: &Fields) -> Result<Option<(&'static str, Constraint)>, ApiError> {
+    let mut found: Vec<(&'static str, Constraint)> = Vec::new();
+    if let Some(rf) = f.present("response_format") {
+        let p = "response_format";
+        let kind = rf.get("type").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::bad(p, "`response_format` must be an object with a `type` (text, json_object, json_schema)")
+        })?;
+        match kind {
+            "text" => {}
+            "json_object" => found.push((p, Constraint::json_object())),
+            "json_schema" => {
+                let schema = rf.get("json_schema").and_then(|j| j.get("schema")).ok_or_else(|| {
+                    ApiError::bad(p, "`response_format.json_schema.schema` is required for type json_schema")
+                })?;
+                // `strict` is accepted either way: the output always follows the schema here.
+                found.push((p, Constraint::JsonSchema(schema.clone())));
+            }
+            other => {
+                return Err(ApiError::bad(
+                    p,
+                    format!("unknown `response_format.type` `{other}` (text, json_object, json_schema)"),
+                ))
+            }
+        }
+    }
+    if let Some(v) = f.present("guided_choice") {
+        let list = v
+            .as_array()
+            .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| ApiError::bad("guided_choice", "`guided_choice` must be a non-empty list of strings"))?;
+        found.push(("guided_choice", Constraint::Choice(list)));
+    }
+    if let Some(v) = f.present("guided_regex") {
+        let rx = v.as_str().ok_or_else(|| ApiError::bad("guided_regex", "`guided_regex` must be a string"))?;
+        found.push(("guided_regex", Constraint::Regex(rx.to_string())));
+    }
+    if let Some(v) = f.present("guided_json") {
+        // vLLM takes the schema as an object or as a JSON string.
+        let schema = match v {
+            Value::String(s) => serde_json::from_str(s)
+                .map_err(|e| ApiError::bad("guided_json", format!("`guided_json` is not valid JSON: {e}")))?,
+            other => other.clone(),
+        };
+        found.push(("guided_json", Constraint::JsonSchema(schema)));
+    }
+    if let Some(v) = f.present("guided_grammar") {
+        let g = v.as_str().ok_or_else(|| ApiError::bad("guided_grammar", "`guided_grammar` must be a string"))?;
+        found.push(("guided_grammar", Constraint::Lark(g.to_string())));
+    }
+    if found.len() > 1 {
+        let names: Vec<&str> = found.iter().map(|(p, _)| *p).collect();
+        return Err(ApiError::bad(names[1], format!("give at most one of {}", names.join(", "))));
+    }
+    Ok(found.pop())
 }
 
 fn parse_messages(f: &Fields) -> Result<Vec<Message>, ApiError> {

@@ -54,6 +54,25 @@ pub struct GenParams {
     /// `{"type":"json_schema","json_schema":{"name":..,"schema":{..}}}`; sent as given.
     #[serde(default)]
     pub response_format: Option<serde_json::Value>,
+    /// The structure the answer must have. The local engine enforces it; an endpoint gets it as `response_format`
+    /// or vLLM's `guided_*` where its `structured_output` says so. Left out of the cache key when unset, so keys of
+    /// unconstrained requests stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<Structure>,
+}
+
+/// What an answer must match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Structure {
+    /// Exactly one of these strings.
+    Choice(Vec<String>),
+    /// A regex the whole answer matches.
+    Regex(String),
+    /// JSON valid against this schema.
+    JsonSchema(serde_json::Value),
+    /// A grammar in llguidance's Lark dialect (what vLLM's `guided_grammar` takes with its guidance backend).
+    Grammar(String),
 }
 
 /// A chat completion request.

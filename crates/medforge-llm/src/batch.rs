@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::backend::{ChatRequest, ChatResponse, LlmError, Usage};
-use crate::openai::{classify_status, parse_completion_value, request_body};
+use crate::openai::{classify_status, parse_completion_value, request_body, StructuredOutputApi};
 
 pub const CHAT_COMPLETIONS_URL: &str = "/v1/chat/completions";
 
@@ -59,7 +59,7 @@ impl BatchRequestLine {
             custom_id: custom_id.into(),
             method: "POST".into(),
             url: CHAT_COMPLETIONS_URL.into(),
-            body: request_body(model, req),
+            body: request_body(model, req, StructuredOutputApi::None),
         }
     }
 }

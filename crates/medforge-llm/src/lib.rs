@@ -18,7 +18,7 @@ pub mod secret;
 pub mod testing;
 
 pub use backend::{
-    Backend, ChatRequest, ChatResponse, GenParams, LlmError, Loglik, LoglikScorer, Message, Role, Usage,
+    Backend, ChatRequest, ChatResponse, GenParams, LlmError, Loglik, LoglikScorer, Message, Role, Structure, Usage,
 };
 pub use cache::{cache_key, Cache, CacheError};
 pub use client::{runtime, AllOutcomes, CacheMode, LlmClient, Outcome, Stop};
@@ -26,6 +26,6 @@ pub use concurrent::map_bounded;
 pub use config::{build_backend, LlmSection};
 pub use cost::{estimate_request, estimate_tokens, DryRunEstimate, Pricing, Spend, SpendSnapshot};
 pub use deadletter::{read_dead_letters, DeadLetter, DeadLetterWriter};
-pub use openai::{EndpointConfig, Fleet, OpenAiBackend};
+pub use openai::{EndpointConfig, Fleet, OpenAiBackend, StructuredOutputApi};
 pub use retry::{Backoff, RetryEvent, RetryPolicy};
 pub use secret::{Secret, SecretEnv};

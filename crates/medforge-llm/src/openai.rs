@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::backend::{Backend, ChatRequest, ChatResponse, LlmError, Loglik, LoglikScorer, Usage};
+use crate::backend::{Backend, ChatRequest, ChatResponse, LlmError, Loglik, LoglikScorer, Structure, Usage};
 use crate::cost::{estimate_request, estimate_tokens, Pricing};
 use crate::retry::{parse_retry_after, Backoff, RetryEvent, RetryPolicy};
 use crate::secret::{Secret, SecretEnv};
@@ -90,6 +90,24 @@ pub struct EndpointConfig {
     /// How long a [`Fleet`] keeps a failing endpoint out of rotation, seconds.
     #[serde(default = "default_cooldown_s")]
     pub cooldown_s: f64,
+    /// How this server takes a stage's `structure`: not at all (the default; stages parse the answer tolerantly),
+    /// as OpenAI's `response_format` (JSON schemas only), or as vLLM's `guided_*` parameters (all kinds).
+    #[serde(default)]
+    pub structured_output: StructuredOutputApi,
+}
+
+/// The request parameters an endpoint understands for structured output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StructuredOutputApi {
+    /// Send nothing: not every OpenAI-compatible server accepts these parameters.
+    #[default]
+    None,
+    /// `response_format: {"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}` for JSON
+    /// schemas; other kinds are not sent.
+    OpenAi,
+    /// vLLM / SGLang: `guided_choice`, `guided_regex`, `guided_json`, `guided_grammar` (also `medforge serve`).
+    Vllm,
 }
 
 impl EndpointConfig {
@@ -110,6 +128,7 @@ impl EndpointConfig {
             max_retry_after_s: default_max_retry_after_s(),
             jitter_seed: None,
             cooldown_s: default_cooldown_s(),
+            structured_output: StructuredOutputApi::None,
         }
     }
 
@@ -145,8 +164,9 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// The JSON body of a chat-completions request (also the `body` of a Batch API line).
-pub fn request_body(model: &str, req: &ChatRequest) -> Value {
+/// The JSON body of a chat-completions request (also the `body` of a Batch API line); the request's `structure`
+/// goes in as `api` says.
+pub fn request_body(model: &str, req: &ChatRequest, api: StructuredOutputApi) -> Value {
     let mut body = serde_json::Map::new();
     body.insert("model".into(), json!(model));
     body.insert("messages".into(), serde_json::to_value(&req.messages).unwrap_or(Value::Null));
@@ -168,6 +188,25 @@ pub fn request_body(model: &str, req: &ChatRequest) -> Value {
     }
     if let Some(v) = &p.response_format {
         body.insert("response_format".into(), v.clone());
+    }
+    match (&p.structure, api) {
+        (None, _) | (Some(_), StructuredOutputApi::None) => {}
+        (Some(Structure::JsonSchema(schema)), StructuredOutputApi::OpenAi) if p.response_format.is_none() => {
+            body.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": true}}),
+            );
+        }
+        (Some(_), StructuredOutputApi::OpenAi) => {}
+        (Some(s), StructuredOutputApi::Vllm) => {
+            let (k, v) = match s {
+                Structure::Choice(c) => ("guided_choice", json!(c)),
+                Structure::Regex(r) => ("guided_regex", json!(r)),
+                Structure::JsonSchema(j) => ("guided_json", j.clone()),
+                Structure::Grammar(g) => ("guided_grammar", json!(g)),
+            };
+            body.insert(k.into(), v);
+        }
     }
     Value::Object(body)
 }
@@ -511,7 +550,7 @@ impl OpenAiBackend {
 #[async_trait::async_trait]
 impl Backend for OpenAiBackend {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let body = request_body(&self.config().model, req);
+        let body = request_body(&self.config().model, req, self.config().structured_output);
         let (mut r, retries) = self.with_retries(|| self.endpoint.attempt(req, &body)).await?;
         r.retries = retries;
         Ok(r)
@@ -614,10 +653,12 @@ impl Fleet {
 #[async_trait::async_trait]
 impl Backend for Fleet {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let body = request_body(&self.endpoints[0].cfg.model, req);
         let mut retry = 0u32;
         loop {
             let i = self.pick();
+            // Endpoints of one fleet may take structured output differently.
+            let cfg = &self.endpoints[i].cfg;
+            let body = request_body(&self.endpoints[0].cfg.model, req, cfg.structured_output);
             match self.endpoints[i].attempt(req, &body).await {
                 Ok(mut r) => {
                     self.served[i].fetch_add(1, Ordering::Relaxed);
@@ -726,11 +767,11 @@ mod tests {
             seed: Some(1),
             response_format: Some(json!({"type": "json_object"})),
         });
-        let b = request_body("m", &req);
+        let b = request_body("m", &req, StructuredOutputApi::None);
         assert_eq!(b["messages"][1], json!({"role": "user", "content": "u"}));
         for k in ["max_tokens", "temperature", "top_p", "stop", "seed", "response_format"] {
             assert!(b.get(k).is_some(), "{k}");
         }
-        assert!(request_body("m", &ChatRequest::user("x")).get("stop").is_none());
+        assert!(request_body("m", &ChatRequest::user("x"), StructuredOutputApi::None).get("stop").is_none());
     }
 }

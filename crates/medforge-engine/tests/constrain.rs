@@ -161,3 +161,12 @@ fn a_bad_constraint_is_a_clear_error() {
     }
 }
 
+
+#[test]
+fn reasoning_then_a_letter() {
+    // The difficulty stage's MCQ shape: free reasoning (bounded), then the letter after a fixed phrase.
+    let g = "start: think \"The answer is \" LETTER \".\"\nthink[suffix=\"\\n\", max_tokens=24]: /(?s:.*)/\nLETTER: \"A\" | \"B\" | \"C\" | \"D\"\n";
+    let c = Constraint::Lark(g.into());
+    let full = regex::Regex::new(r"(?s)^.*The answer is [ABCD]\.$").unwrap();
+    check_all(&c, 64, |t| full.is_match(t));
+}

@@ -766,6 +766,7 @@ mod tests {
             stop: vec!["\n".into()],
             seed: Some(1),
             response_format: Some(json!({"type": "json_object"})),
+            structure: None,
         });
         let b = request_body("m", &req, StructuredOutputApi::None);
         assert_eq!(b["messages"][1], json!({"role": "user", "content": "u"}));

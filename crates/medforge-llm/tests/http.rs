@@ -451,3 +451,78 @@ async fn rpm_and_tpm_limits_space_requests() {
     assert!(a.1 >= Duration::from_millis(1400), "4 requests at 120 rpm took {:?}", a.1);
     assert!(b.1 >= Duration::from_millis(1500), "13 x 60 tokens at 6000 tpm took {:?}", b.1);
 }
+
+/// A stage's `structure` reaches the server only where the endpoint's `structured_output` says how: nothing by
+/// default, `response_format` (JSON schemas only) for OpenAI, `guided_*` for vLLM. Checked on the bodies a loopback
+/// server recorded; a fleet sends each endpoint its own form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structure_is_sent_only_where_configured() {
+    use medforge_llm::{Structure, StructuredOutputApi};
+    let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]});
+    let kinds = [
+        Structure::Choice(vec!["correct".into(), "incorrect".into()]),
+        Structure::Regex("[A-E]".into()),
+        Structure::JsonSchema(schema.clone()),
+        Structure::Grammar("start: \"x\"".into()),
+    ];
+    let guided = ["guided_choice", "guided_regex", "guided_json", "guided_grammar"];
+    let s = FakeServer::start().await;
+    for api in [StructuredOutputApi::None, StructuredOutputApi::OpenAi, StructuredOutputApi::Vllm] {
+        let mut c = cfg(&s);
+        c.structured_output = api;
+        let b = backend(c);
+        for (i, st) in kinds.iter().enumerate() {
+            let mut req = row(i);
+            req.params.structure = Some(st.clone());
+            b.chat(&req).await.expect("answer");
+            let body = s.requests().last().unwrap().body.clone();
+            let sent: Vec<&str> = guided.iter().copied().filter(|k| body.get(*k).is_some()).collect();
+            match api {
+                StructuredOutputApi::None => {
+                    assert!(sent.is_empty() && body.get("response_format").is_none(), "{body}")
+                }
+                StructuredOutputApi::OpenAi => {
+                    assert!(sent.is_empty(), "{body}");
+                    if matches!(st, Structure::JsonSchema(_)) {
+                        assert_eq!(body["response_format"]["type"], "json_schema");
+                        assert_eq!(body["response_format"]["json_schema"]["schema"], schema);
+                        assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+                    } else {
+                        assert!(body.get("response_format").is_none(), "{body}");
+                    }
+                }
+                StructuredOutputApi::Vllm => {
+                    assert_eq!(sent, vec![guided[i]], "{body}");
+                    assert!(body.get("response_format").is_none());
+                }
+            }
+        }
+        // No structure: nothing extra, whatever the endpoint takes.
+        b.chat(&row(9)).await.unwrap();
+        let body = s.requests().last().unwrap().body.clone();
+        assert!(guided.iter().all(|k| body.get(*k).is_none()) && body.get("response_format").is_none(), "{body}");
+    }
+    // A fleet: endpoint 0 takes vLLM's parameters, endpoint 1 none; each request's body follows the endpoint.
+    let s2 = FakeServer::start().await;
+    let mut c0 = cfg(&s);
+    c0.structured_output = StructuredOutputApi::Vllm;
+    let c1 = cfg(&s2);
+    let fleet = Fleet::new(vec![c0, c1]).unwrap();
+    let before = s.request_count();
+    for i in 0..6 {
+        let mut req = row(100 + i);
+        req.params.structure = Some(kinds[0].clone());
+        fleet.chat(&req).await.unwrap();
+    }
+    let to_vllm = &s.requests()[before..];
+    assert!(!to_vllm.is_empty() && !s2.requests().is_empty());
+    assert!(to_vllm.iter().all(|r| r.body.get("guided_choice").is_some()));
+    assert!(s2.requests().iter().all(|r| r.body.get("guided_choice").is_none()));
+    // The constraint is part of the cache key; an unconstrained request's key is what it always was.
+    let plain = row(1);
+    let mut constrained = row(1);
+    constrained.params.structure = Some(kinds[1].clone());
+    let k = |r: &ChatRequest| medforge_llm::cache_key("id", "m", "v1", r);
+    assert_ne!(k(&plain), k(&constrained));
+    assert!(!serde_json::to_string(&plain.params).unwrap().contains("structure"));
+}

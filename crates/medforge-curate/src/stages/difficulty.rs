@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::call::{LlmStageConfig, StageSettings};
 use super::llm::{non_empty, require_env, Got, LlmEnv, Prompt, RowState};
+use super::structure::{mcq_answer, verdict, StructureMode, StructureSetting};
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 
 pub const DEFAULT_MCQ_PROMPT: &str = "Answer the following multiple-choice medical question. Think briefly if you need to, then finish with a final line of the form \"The answer is X\", where X is the letter of the single best option.
@@ -50,6 +51,9 @@ fn default_judge_params() -> GenParams {
 fn yes() -> bool {
     true
 }
+fn default_reasoning_tokens() -> usize {
+    128
+}
 
 /// `[[stages]] stage = "difficulty"`: the shared LLM keys ([`LlmCall`](super::call::LlmCall): `backend` is the base model being tested;
 /// `system` and `params` are its) and [`DifficultySettings`].
@@ -75,6 +79,13 @@ pub struct DifficultySettings {
     /// Drop rows the base model solves (the point of the stage); `false` only annotates them.
     #[serde(default = "yes")]
     pub drop_solved: bool,
+    /// `choice` (default): an MCQ answer is free reasoning then `The answer is X` with X one of the row's letters,
+    /// and the judge's verdict is `correct` or `incorrect`; `none`: free text, parsed tolerantly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureSetting>,
+    /// With `structure = "choice"`: the most tokens of reasoning before the letter (0: the letter alone).
+    #[serde(default = "default_reasoning_tokens")]
+    pub reasoning_tokens: usize,
 }
 
 impl StageSettings for DifficultySettings {
@@ -96,6 +107,7 @@ pub struct Difficulty {
     env: Arc<LlmEnv>,
     backend: String,
     judge_backend: String,
+    constrained: bool,
 }
 
 impl Difficulty {
@@ -124,7 +136,14 @@ impl Difficulty {
         let judge_backend = cfg.judge_backend.clone().unwrap_or_else(|| backend.clone());
         env.check_backend("difficulty", &backend)?;
         env.check_backend("difficulty", &judge_backend)?;
-        Ok(Difficulty { cfg, mcq, open, judge, env, backend, judge_backend })
+        let mode = StructureSetting::mode(
+            &cfg.structure,
+            "difficulty",
+            StructureMode::Choice,
+            &[StructureMode::Choice, StructureMode::None],
+        )?;
+        let constrained = mode == StructureMode::Choice;
+        Ok(Difficulty { cfg, mcq, open, judge, env, backend, judge_backend, constrained })
     }
 }
 
@@ -156,6 +175,17 @@ impl Stage for Difficulty {
         let kinds: Vec<Kind> = rows.iter().map(kind_of).collect();
         let none = json!({});
         let params = &self.cfg.call.params;
+        // An MCQ row's structure names its own letters.
+        let mcq_params = |r: &Record| -> GenParams {
+            let letters: Vec<String> = r.options.iter().map(|o| o.letter.trim().to_ascii_uppercase()).collect();
+            let structure = (self.constrained && !letters.is_empty())
+                .then(|| mcq_answer(&letters, self.cfg.reasoning_tokens));
+            GenParams { structure, ..params.clone() }
+        };
+        let judge_params = GenParams {
+            structure: self.constrained.then(verdict),
+            ..self.cfg.judge_params.clone()
+        };
 
         // Round 1: the base model answers. MCQ and open rows use different templates (so different
         // template versions), hence two calls to `round`, merged back by position.
@@ -165,7 +195,11 @@ impl Stage for Difficulty {
             let reqs = rows
                 .iter()
                 .zip(&kinds)
-                .map(|(r, kk)| if *kk == k { prompt.request(S, r, &none, params).map(Some) } else { Ok(None) })
+                .map(|(r, kk)| match (*kk == k, k) {
+                    (false, _) => Ok(None),
+                    (true, Kind::Mcq) => prompt.request(S, r, &none, &mcq_params(r)).map(Some),
+                    (true, _) => prompt.request(S, r, &none, params).map(Some),
+                })
                 .collect::<StageResult<Vec<_>>>()?;
             for (i, g) in self.env.round(S, &self.backend, &client, rows, reqs, non_empty, ctx).into_iter().enumerate()
             {
@@ -181,7 +215,7 @@ impl Stage for Difficulty {
         for (i, r) in rows.iter().enumerate() {
             jreqs.push(match (&base[i], kinds[i]) {
                 (Got::Text(t), Kind::Open) => {
-                    Some(self.judge.request(S, r, &json!({"base_answer": t}), &self.cfg.judge_params)?)
+                    Some(self.judge.request(S, r, &json!({"base_answer": t}), &judge_params)?)
                 }
                 _ => None,
             });
@@ -254,6 +288,7 @@ impl Stage for Difficulty {
             "solve_rate": if answered == 0 { 0.0 } else { *counts.get("correct").unwrap_or(&0) as f64 / answered as f64 },
             "letter_methods": methods,
             "drop_solved": self.cfg.drop_solved,
+            "structure": if self.constrained { "choice" } else { "none" },
             "template_versions": {"mcq": self.mcq.version, "open": self.open.version, "judge": self.judge.version},
         });
         Ok(StageOutput::new(decisions).with_report("difficulty_report.json", report))

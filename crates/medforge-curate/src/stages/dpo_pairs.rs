@@ -14,6 +14,7 @@ use medforge_llm::GenParams;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::structure::StructureSetting;
 use super::call::{LlmStageConfig, StageSettings};
 use super::llm::{non_empty, require_env, Got, LlmEnv, LlmMode, Prompt, RowState};
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
@@ -56,6 +57,9 @@ pub struct DpoPairsSettings {
     /// The pairs file in the run folder.
     #[serde(default = "default_output")]
     pub output: String,
+    /// `{ json_schema = {...} }`: both answers are JSON valid against the schema where the backend enforces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureSetting>,
 }
 
 impl StageSettings for DpoPairsSettings {
@@ -78,6 +82,7 @@ pub struct DpoPairs {
     chosen: Prompt,
     rejected: Prompt,
     env: Arc<LlmEnv>,
+    params: GenParams,
 }
 
 impl DpoPairs {
@@ -102,7 +107,9 @@ impl DpoPairs {
         )?;
         env.check_backend("dpo_pairs", &cfg.chosen_backend)?;
         env.check_backend("dpo_pairs", &cfg.rejected_backend)?;
-        Ok(DpoPairs { cfg, chosen, rejected, env })
+        let params =
+            GenParams { structure: StructureSetting::schema(&cfg.structure, "dpo_pairs")?, ..cfg.call.params.clone() };
+        Ok(DpoPairs { cfg, chosen, rejected, env, params })
     }
 }
 
@@ -129,7 +136,7 @@ impl Stage for DpoPairs {
             let extra = json!({"side": side});
             let reqs = rows
                 .iter()
-                .map(|r| prompt.request(S, r, &extra, &self.cfg.call.params).map(Some))
+                .map(|r| prompt.request(S, r, &extra, &self.params).map(Some))
                 .collect::<StageResult<Vec<_>>>()?;
             sides.push((self.env.round(S, backend, &client, rows, reqs, non_empty, ctx), client.backend().model()));
         }

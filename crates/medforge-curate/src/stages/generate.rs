@@ -8,6 +8,7 @@ use medforge_llm::GenParams;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::structure::StructureSetting;
 use super::call::{LlmStageConfig, StageSettings};
 use super::llm::{check_field, get_text, non_empty, require_env, set_text, Got, LlmEnv, Prompt, RowState};
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
@@ -28,6 +29,9 @@ pub struct GenerateSettings {
     /// Remove `<think>`/`<R>`/`<reasoning>` blocks from the answer before storing it.
     #[serde(default)]
     pub strip_reasoning: bool,
+    /// `{ json_schema = {...} }`: the answer is JSON valid against the schema where the backend enforces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureSetting>,
 }
 
 impl StageSettings for GenerateSettings {
@@ -43,6 +47,7 @@ pub struct Generate {
     prompt: Prompt,
     env: Arc<LlmEnv>,
     backend: String,
+    params: GenParams,
 }
 
 impl Generate {
@@ -55,7 +60,8 @@ impl Generate {
             &[("system", cfg.call.system.as_deref()), ("prompt", cfg.call.prompt.as_deref())],
         )?;
         let backend = cfg.call.backend("generate", &env)?;
-        Ok(Generate { cfg, prompt, env, backend })
+        let params = GenParams { structure: StructureSetting::schema(&cfg.structure, "generate")?, ..cfg.call.params.clone() };
+        Ok(Generate { cfg, prompt, env, backend, params })
     }
 }
 
@@ -75,7 +81,7 @@ impl Stage for Generate {
                 if self.cfg.skip_existing && get_text(r, &self.cfg.into).is_some() {
                     Ok(None)
                 } else {
-                    self.prompt.request(S, r, &none, &self.cfg.call.params).map(Some)
+                    self.prompt.request(S, r, &none, &self.params).map(Some)
                 }
             })
             .collect::<StageResult<Vec<_>>>()?;

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::call::{LlmStageConfig, StageSettings};
 use super::labels::LabelField;
 use super::llm::{non_empty, require_env, Got, LlmEnv, Prompt, RowState};
+use super::structure::{label_json, StructureMode, StructureSetting};
 use crate::config::rebase_path;
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 use crate::taxonomy::{fix_labels, Taxonomy, UNKNOWN};
@@ -59,6 +60,10 @@ pub struct LabelSettings {
     pub levels: usize,
     #[serde(default = "default_max_labels")]
     pub max_labels: usize,
+    /// `choice` (default): the answer is one of the listed ids; `json`: `{"labels": [1..max_labels ids],
+    /// "division_reasoning": ...}`; `none`: free text, parsed tolerantly. Enforced where the backend can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureSetting>,
 }
 
 impl StageSettings for LabelSettings {
@@ -81,6 +86,9 @@ pub struct Label {
     prompt: Prompt,
     env: Arc<LlmEnv>,
     backend: String,
+    /// `params` with the structure the answer must have.
+    params: GenParams,
+    mode: StructureMode,
 }
 
 impl Label {
@@ -109,7 +117,22 @@ impl Label {
             ],
         )?;
         let backend = cfg.call.backend("label", &env)?;
-        Ok(Label { cfg, tax: Arc::new(tax), listing, prompt, env, backend })
+        let mode = StructureSetting::mode(
+            &cfg.structure,
+            "label",
+            StructureMode::Choice,
+            &[StructureMode::Choice, StructureMode::Json, StructureMode::None],
+        )?;
+        // The ids the prompt lists are the ones the answer may use.
+        let ids: Vec<String> =
+            tax.nodes().iter().filter(|n| n.level <= cfg.levels.max(1)).map(|n| n.id.clone()).collect();
+        let structure = match mode {
+            StructureMode::Choice => Some(medforge_llm::Structure::Choice(ids)),
+            StructureMode::Json => Some(label_json(&ids, cfg.max_labels)),
+            _ => None,
+        };
+        let params = GenParams { structure, ..cfg.call.params.clone() };
+        Ok(Label { cfg, tax: Arc::new(tax), listing, prompt, env, backend, params, mode })
     }
 }
 
@@ -240,7 +263,7 @@ impl Stage for Label {
         let extra = json!({"taxonomy": self.listing, "max_labels": self.cfg.max_labels.max(1)});
         let reqs = rows
             .iter()
-            .map(|r| self.prompt.request("label", r, &extra, &self.cfg.call.params).map(Some))
+            .map(|r| self.prompt.request("label", r, &extra, &self.params).map(Some))
             .collect::<StageResult<Vec<_>>>()?;
         let got = self.env.round("label", &self.backend, &client, rows, reqs, non_empty, ctx);
         let (mut unknown, mut labelled) = (0usize, 0usize);
@@ -267,6 +290,14 @@ impl Stage for Label {
                     };
                     *primary = Some(fix.primary.clone());
                     *list = fix.labels.clone();
+                    if self.mode == StructureMode::Json {
+                        let why = serde_json::from_str::<Value>(visible_answer(&text).trim())
+                            .ok()
+                            .and_then(|v| v.get("division_reasoning").and_then(Value::as_str).map(str::to_string));
+                        if let Some(why) = why {
+                            r.metadata.insert("division_reasoning".into(), Value::String(why));
+                        }
+                    }
                     r.metadata.insert("label_raw".into(), Value::String(text));
                     RowState::Done(Decision::keep().with_score("label.unknown", f64::from(u8::from(fix.unknown))))
                 }
@@ -280,6 +311,7 @@ impl Stage for Label {
             "taxonomy": self.cfg.taxonomy,
             "field": self.cfg.field,
             "template_version": self.prompt.version,
+            "structure": self.mode,
             "rows": rows.len(),
             "labelled": labelled,
             "unknown": unknown,

@@ -18,4 +18,5 @@ pub mod quality;
 pub mod rewrite;
 pub mod sample;
 pub mod split;
+pub mod structure;
 pub mod tokens;

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use super::call::{LlmStageConfig, StageSettings};
 use super::llm::{check_field, get_text, non_empty, require_env, set_text, Got, LlmEnv, Prompt, RowState};
+use super::structure::{nested_list, StructureMode, StructureSetting};
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 use medforge_text::answer::visible_answer;
 
@@ -89,6 +90,10 @@ pub struct RewriteSettings {
     /// The retry message; sees `complaint` besides the row.
     #[serde(default)]
     pub feedback: Option<String>,
+    /// `grammar` (default with the hierarchical validator): the answer can only be a nested list of the required
+    /// depth and width, starting with the row's answer, where the backend enforces it; `none`: free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureSetting>,
 }
 
 impl StageSettings for RewriteSettings {
@@ -104,6 +109,7 @@ pub struct Rewrite {
     prompt: Prompt,
     env: Arc<LlmEnv>,
     backend: String,
+    grammar: bool,
 }
 
 impl Rewrite {
@@ -122,7 +128,32 @@ impl Rewrite {
             ],
         )?;
         let backend = cfg.call.backend("rewrite", &env)?;
-        Ok(Rewrite { cfg, into, prompt, env, backend })
+        let (default, allowed): (_, &[StructureMode]) = match cfg.validator {
+            Validator::Hierarchical => (StructureMode::Grammar, &[StructureMode::Grammar, StructureMode::None]),
+            Validator::NonEmpty => (StructureMode::None, &[StructureMode::None]),
+        };
+        let grammar = StructureSetting::mode(&cfg.structure, "rewrite", default, allowed)? == StructureMode::Grammar;
+        Ok(Rewrite { cfg, into, prompt, env, backend, grammar })
+    }
+
+    /// `params` with the nested-list grammar for `r`: its first item opens with the answer the validator looks for
+    /// (`C. ` for a letter, else the answer's first 60 characters).
+    fn params(&self, r: &Record) -> GenParams {
+        if !self.grammar {
+            return self.cfg.call.params.clone();
+        }
+        let first = if !self.cfg.answer_first {
+            None
+        } else if let Some(l) = r.answer_letter.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+            Some(format!("{l}. "))
+        } else {
+            r.answer
+                .as_deref()
+                .map(|a| a.trim().chars().take(60).collect::<String>().trim_end_matches('.').to_string())
+                .filter(|h| !h.is_empty() && !h.contains('\n'))
+        };
+        let structure = nested_list(self.cfg.min_depth, self.cfg.max_items, first.as_deref());
+        GenParams { structure: Some(structure), ..self.cfg.call.params.clone() }
     }
 
     fn check(&self, r: &Record, text: &str) -> Result<(), String> {
@@ -266,7 +297,7 @@ impl Stage for Rewrite {
                 Some(text) => {
                     let mut x = extra.clone();
                     x["text"] = Value::String(text);
-                    Some(self.prompt.request(S, r, &x, &self.cfg.call.params)?)
+                    Some(self.prompt.request(S, r, &x, &self.params(r))?)
                 }
                 None => None,
             });

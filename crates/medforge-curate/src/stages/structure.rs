@@ -139,7 +139,7 @@ pub fn nested_list(min_depth: usize, max_items: usize, first: Option<&str>) -> S
     let head = first.map(|f| format!("{} ", lit(f))).unwrap_or_default();
     g.push_str(&format!("start: first1{}\n", more("item1".into())));
     for k in 1..=depth {
-        let text = if k == 1 { format!("{head}TEXT") } else { "TEXT".to_string() };
+        let text = if k == 1 { format!("{head}text") } else { "text".to_string() };
         let below = if k < depth {
             format!(" first{}{}", k + 1, more(format!("item{}", k + 1)))
         } else if k < max_depth {
@@ -151,10 +151,11 @@ pub fn nested_list(min_depth: usize, max_items: usize, first: Option<&str>) -> S
     }
     for k in 1..=max_depth {
         let below = if k < max_depth { format!(" item{}{{0,{m}}}", k + 1) } else { String::new() };
-        g.push_str(&format!("item{k}: {}\"- \" TEXT \"\\n\"{below}\n", indent(k)));
+        g.push_str(&format!("item{k}: {}\"- \" text \"\\n\"{below}\n", indent(k)));
     }
-    // An item's text: one line, not empty, not starting with a space or another list marker.
-    g.push_str("TEXT: /[^\\s\\-*+][^\\n]{0,300}/\n");
+    // An item's text: one line, not empty, not starting with a space or another list marker, at most a long
+    // sentence (so the first item's chain reaches its depth within a few hundred tokens).
+    g.push_str("text[max_tokens=64]: /[^\\s\\-*+][^\\n]*/\n");
     Structure::Grammar(g)
 }
 
@@ -190,8 +191,8 @@ mod tests {
     fn nested_list_grammar_shape() {
         let Structure::Grammar(g) = nested_list(3, 2, Some("C. ")) else { panic!() };
         assert!(g.starts_with("start: first1 item1{0,1}\n"), "{g}");
-        assert!(g.contains("first1: \"- \" \"C. \" TEXT \"\\n\" first2 item2{0,1}\n"), "{g}");
-        assert!(g.contains("first3: \"    \" \"- \" TEXT \"\\n\" item4{0,2}\n"), "{g}");
-        assert!(g.contains("item4: \"      \" \"- \" TEXT \"\\n\"\n"), "{g}");
+        assert!(g.contains("first1: \"- \" \"C. \" text \"\\n\" first2 item2{0,1}\n"), "{g}");
+        assert!(g.contains("first3: \"    \" \"- \" text \"\\n\" item4{0,2}\n"), "{g}");
+        assert!(g.contains("item4: \"      \" \"- \" text \"\\n\"\n"), "{g}");
     }
 }

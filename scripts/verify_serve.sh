@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 MODEL="$(scripts/fetch_model.sh)"
 need_medforge_bin
 VENV=.venv-serve
-venv_once "$VENV" -q --disable-pip-version-check "openai>=1.40"
+venv_need "$VENV" "import openai, jsonschema" -q --disable-pip-version-check "openai>=1.40" jsonschema
 export MEDFORGE_VERIFY_KEY="verify-$RANDOM$RANDOM"
 LOG="$(mktemp)"
 "$MEDFORGE_BIN" serve --model "$MODEL" --port 0 --name smollm2 --api-key-env MEDFORGE_VERIFY_KEY >"$LOG" 2>&1 &

@@ -48,6 +48,10 @@ fn open_rows(dir: &Path) -> PathBuf {
 }
 
 fn config(dir: &Path, base: &str, structured_output: &str, name: &str) -> PathBuf {
+    config_with(dir, base, structured_output, name, "decode")
+}
+
+fn config_with(dir: &Path, base: &str, structured_output: &str, name: &str, choice_by: &str) -> PathBuf {
     let medqa = root().join("fixtures/medqa/dev_4opt.jsonl");
     let tax = root().join("fixtures/specialty_taxonomy/med_division.json");
     let s = format!(
@@ -71,6 +75,7 @@ timeout_s = 60
 stage = "label"
 taxonomy = "{tax}"
 levels = 1
+choice_by = "{choice_by}"
 prompt = '''{{{{ taxonomy }}}}
 {{{{ question[:900] }}}}
 Id:'''
@@ -78,6 +83,7 @@ Id:'''
 stage = "difficulty"
 drop_solved = false
 reasoning_tokens = 8
+choice_by = "{choice_by}"
 params = {{ max_tokens = 40, temperature = 0.0 }}
 judge_params = {{ max_tokens = 16, temperature = 0.0 }}
 [[stages]]
@@ -163,4 +169,23 @@ async fn stages_get_valid_structure_from_a_model_that_cannot_write_it() {
     assert!(label["unknown"].as_u64().unwrap() >= 20, "{label}");
     let rewrite = json(&off.join("rewrite_report.json"));
     assert_eq!(rewrite["success_rate"], 0.0, "{rewrite}");
+
+    // Choices ranked by log-likelihood through `medforge serve`: the same readable answers, each with a confidence.
+    let scored = run(&config_with(dir.path(), &base, "medforge", "scored", "loglik"));
+    let label = json(&scored.join("label_report.json"));
+    assert_eq!((label["unknown"].as_u64(), label["choice_by"].as_str()), (Some(0), Some("loglik")), "{label}");
+    let diff = json(&scored.join("difficulty_report.json"));
+    assert!(diff["verdicts"].get("unparsed").is_none(), "{diff}");
+    let rows = jsonl(&scored.join("curated.jsonl"));
+    assert!(!rows.is_empty());
+    for r in &rows {
+        for stage in ["label", "difficulty"] {
+            let a = r["annotations"].as_array().unwrap().iter().find(|a| a["stage"] == stage).unwrap();
+            let score = |n: &str| a["scores"].as_array().unwrap().iter().find(|s| s["name"] == n).map(|s| s["value"].clone());
+            let p = score(&format!("{stage}.confidence")).unwrap_or_else(|| panic!("{stage}: {a}"));
+            let p = p.as_f64().unwrap();
+            assert!(p > 0.0 && p <= 1.0, "{a}");
+            assert!(score(&format!("{stage}.margin")).unwrap().as_f64().unwrap() >= 0.0, "{a}");
+        }
+    }
 }

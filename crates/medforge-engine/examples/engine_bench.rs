@@ -4,6 +4,7 @@
 //!   engine_bench ppl MODEL TEXT_FILE [REQUANT]            -> JSON: token ids, NLL, perplexity
 //!   engine_bench speed MODEL PROMPT_TOKENS GEN_TOKENS [REQUANT] -> JSON: load s, prompt tok/s, decode tok/s, peak RSS
 //!   engine_bench batch MODEL PROMPT_TOKENS GEN_TOKENS BATCH       -> JSON: decode tok/s over BATCH sequences at once
+//!   engine_bench constrained MODEL GEN_TOKENS                     -> JSON: decode tok/s with and without a JSON schema
 //!   engine_bench tiny OUT_DIR llama|qwen2|gemma3                  -> the tiny random-weight model as an HF folder
 //!   engine_bench score MODEL IDS_JSON                             -> JSON: log-prob of each token after the first
 //!   engine_bench logits MODEL ADAPTER|none PROMPTS_JSON           -> JSON: last-position logits with and without the adapter
@@ -100,6 +101,52 @@ fn main() {
                 json!({"load_s": load_s, "prompt_tokens": pt, "gen_tokens": gt,
                        "pp_tok_s": best_pp, "tg_tok_s": best_tg, "peak_rss_mb": peak_rss_mb()})
             );
+        }
+        Some("constrained") => {
+            // The same chat prompt decoded with a JSON-schema constraint and freely for as many tokens (EOS ignored),
+            // greedy and sampled; best of 3 each. The schema's strings are long so the document runs to GEN_TOKENS.
+            let (mut e, _) = load(&args[2], None);
+            let gt: usize = args[3].parse().unwrap();
+            let schema = json!({"type": "object", "properties": {
+                "diagnosis": {"type": "string", "maxLength": 300},
+                "findings": {"type": "array", "items": {"type": "string", "maxLength": 200}, "maxItems": 12},
+                "plan": {"type": "string", "maxLength": 1500}},
+                "required": ["diagnosis", "findings", "plan"], "additionalProperties": false});
+            let c = medforge_engine::Constraint::JsonSchema(schema);
+            let t = Instant::now();
+            e.check_constraint(&c).unwrap();
+            let compile_s = t.elapsed().as_secs_f64();
+            let msgs = [medforge_text::chat::Message::new(
+                "user",
+                "A 58-year-old man has crushing chest pain radiating to the left arm, sweating and nausea for 40 \
+                 minutes. Write the case as JSON with a diagnosis, the key findings and a detailed management plan.",
+            )];
+            let prompt = e.encode_prompt(&e.render_chat(&msgs).unwrap()).unwrap();
+            let mut out = serde_json::Map::new();
+            for (mode, temperature) in [("greedy", 0.0), ("sampled", 0.7)] {
+                let sampling = medforge_engine::SamplingParams { temperature, top_p: 0.95, top_k: 0, seed: 7 };
+                let free = GenerateParams { max_tokens: gt, ignore_eos: true, sampling, ..Default::default() };
+                let guided = GenerateParams { constraint: Some(c.clone()), ..free.clone() };
+                let (mut best_free, mut best_guided, mut n_guided, mut valid) = (0f64, 0f64, 0usize, true);
+                for _ in 0..3 {
+                    e.reset_cache();
+                    let g = e.generate(&prompt, &guided, &mut |_| true).unwrap();
+                    n_guided = g.tokens.len();
+                    valid &= g.finish_reason == "length" || serde_json::from_str::<serde_json::Value>(&g.text).is_ok();
+                    best_guided = best_guided.max((g.tokens.len() - 1) as f64 / g.decode_secs);
+                    e.reset_cache();
+                    let f = GenerateParams { max_tokens: n_guided, ..free.clone() };
+                    let g = e.generate(&prompt, &f, &mut |_| true).unwrap();
+                    best_free = best_free.max((g.tokens.len() - 1) as f64 / g.decode_secs);
+                }
+                out.insert(
+                    mode.into(),
+                    json!({"tokens": n_guided, "free_tok_s": best_free, "json_schema_tok_s": best_guided,
+                           "ratio": best_guided / best_free, "valid_or_cut": valid}),
+                );
+            }
+            out.insert("compile_s".into(), json!(compile_s));
+            println!("{}", serde_json::Value::Object(out));
         }
         Some("batch") => {
             let (mut e, _) = load(&args[2], None);

@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use medforge_llm::{Backend, ChatRequest, ChatResponse, LlmError, Loglik, LoglikScorer, Role, Structure, Usage};
+use medforge_llm::{
+    Backend, ChatRequest, ChatResponse, ChoiceLogprob, LlmError, Loglik, LoglikScorer, Role, Structure, Usage,
+};
 use medforge_text::chat::Message;
 
 use crate::constrain::Constraint;
@@ -76,6 +78,25 @@ pub fn constraint(s: &Structure) -> Constraint {
     }
 }
 
+/// The answer to a request that scored its choices: the likeliest one (the first on ties), with every score.
+pub fn scored_response(prompt_tokens: usize, scores: Vec<(String, f64, usize)>) -> ChatResponse {
+    let best = scores
+        .iter()
+        .enumerate()
+        .fold(None::<usize>, |b, (i, s)| match b {
+            Some(j) if scores[j].1 >= s.1 => Some(j),
+            _ => Some(i),
+        })
+        .expect("at least one choice");
+    ChatResponse {
+        text: scores[best].0.clone(),
+        usage: Usage { prompt_tokens: prompt_tokens as u64, completion_tokens: scores[best].2 as u64 },
+        finish_reason: "stop".into(),
+        retries: 0,
+        choice_logprobs: Some(scores.into_iter().map(|(choice, logprob, _)| ChoiceLogprob { choice, logprob }).collect()),
+    }
+}
+
 pub fn to_llm_error(e: EngineError) -> LlmError {
     match e {
         EngineError::ContextOverflow { .. } | EngineError::BadInput(_) | EngineError::Template(_) => {
@@ -93,6 +114,21 @@ impl Backend for LocalBackend {
             req.messages.iter().map(|m| Message::new(role_name(m.role), m.content.clone())).collect();
         let params = generate_params(req);
         let engine = self.engine.clone();
+        if let (true, Some(Structure::Choice(choices))) = (req.params.score_choices, &req.params.structure) {
+            let choices = choices.clone();
+            let scored = tokio::task::spawn_blocking(move || {
+                let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
+                let prompt = e.render_chat(&messages)?;
+                let ids = e.encode_prompt(&prompt)?;
+                let scores = e.score_choices(&ids, &choices)?;
+                Ok::<_, EngineError>((ids.len(), scores))
+            })
+            .await
+            .map_err(|e| LlmError::fatal("llm.local.panic", e.to_string()))?
+            .map_err(to_llm_error)?;
+            let (prompt_tokens, scores) = scored;
+            return Ok(scored_response(prompt_tokens, scores));
+        }
         let gen = tokio::task::spawn_blocking(move || {
             let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
             e.chat(&messages, &params, &mut |_| true)
@@ -105,6 +141,7 @@ impl Backend for LocalBackend {
             usage: Usage { prompt_tokens: gen.prompt_tokens as u64, completion_tokens: gen.tokens.len() as u64 },
             finish_reason: gen.finish_reason,
             retries: 0,
+            choice_logprobs: None,
         })
     }
 

@@ -538,6 +538,23 @@ impl Engine {
         Ok(out)
     }
 
+    /// Each choice's log-probability after `prompt` (nats, summed over its tokens) and its token count, in order.
+    /// The prompt runs once: later choices reuse its keys and values from the prefix cache.
+    pub fn score_choices(&mut self, prompt: &[u32], choices: &[String]) -> Result<Vec<(String, f64, usize)>> {
+        if choices.is_empty() || choices.iter().any(|c| c.is_empty()) {
+            return Err(EngineError::BadInput("choice scoring needs non-empty choices".into()));
+        }
+        let mut out = Vec::with_capacity(choices.len());
+        for c in choices {
+            let mut ids = prompt.to_vec();
+            let cont = self.encode(c)?;
+            ids.extend_from_slice(&cont);
+            let lp = self.score_tokens(&ids, prompt.len())?;
+            out.push((c.clone(), lp.iter().map(|&x| x as f64).sum(), cont.len()));
+        }
+        Ok(out)
+    }
+
     /// Log-likelihood of `continuation` after `context` (lm-eval style: the continuation's tokens are those of
     /// `context + continuation` after the context's), and whether it is the greedy continuation.
     pub fn loglikelihood(&mut self, context: &str, continuation: &str) -> Result<LogLikelihood> {

@@ -329,6 +329,20 @@ fn common_params(s: &AppState, f: &Fields, default_max: usize) -> Result<(Genera
     Ok((params, stream, include_usage))
 }
 
+/// `choice_scoring: "loglik"` (medforge's extension): the choices of `guided_choice` to score, if asked.
+fn choice_scoring(f: &Fields, params: &GenerateParams, stream: bool) -> Result<Option<Vec<String>>, ApiError> {
+    const P: &str = "choice_scoring";
+    match f.present(P) {
+        None => Ok(None),
+        Some(Value::String(m)) if m == "loglik" => match (&params.constraint, stream) {
+            (_, true) => Err(ApiError::bad(P, "`choice_scoring` answers at once; it cannot stream")),
+            (Some(Constraint::Choice(c)), false) => Ok(Some(c.clone())),
+            _ => Err(ApiError::bad(P, "`choice_scoring` needs `guided_choice` (the choices to score)")),
+        },
+        Some(_) => Err(ApiError::bad(P, "`choice_scoring` must be \"loglik\"")),
+    }
+}
+
 /// The structure a request asks for: OpenAI's `response_format` or one of vLLM's `guided_*` parameters (at most
 /// one), with the parameter it came from.
 fn constraint(f: &Fields) -> Result<Option<(&'static str, Constraint)>, ApiError> {
@@ -493,6 +507,28 @@ async fn chat_completions(
     check_fits(&s, prompt.len(), params.max_tokens, f.present("max_tokens").is_some())?;
     let created = now();
     let model = s.model.clone();
+    if let Some(choices) = choice_scoring(&f, &params, stream)? {
+        // medforge's extension: rank the choices by log-likelihood (the MCQ log-likelihood machinery) instead of
+        // decoding, and say how likely each was.
+        let engine = s.engine.clone();
+        let n_prompt = prompt.len();
+        let scores = tokio::task::spawn_blocking(move || {
+            let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
+            e.score_choices(&prompt, &choices)
+        })
+        .await
+        .map_err(|e| engine_error(EngineError::Format(format!("inference task failed: {e}"))))?
+        .map_err(engine_error)?;
+        let best = scores.iter().enumerate().fold(0, |b, (i, c)| if c.1 > scores[b].1 { i } else { b });
+        let list: Vec<Value> = scores.iter().map(|(c, lp, _)| json!({"choice": c, "logprob": lp})).collect();
+        return Ok(json_response(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": scores[best].0},
+                         "logprobs": null, "finish_reason": "stop", "choice_logprobs": list}],
+            "usage": {"prompt_tokens": n_prompt, "completion_tokens": scores[best].2,
+                      "total_tokens": n_prompt + scores[best].2},
+        })));
+    }
     if !stream {
         let want_lp = params.logprobs.is_some();
         let engine = s.engine.clone();

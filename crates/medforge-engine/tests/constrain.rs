@@ -170,3 +170,29 @@ fn reasoning_then_a_letter() {
     let full = regex::Regex::new(r"(?s)^.*The answer is [ABCD]\.$").unwrap();
     check_all(&c, 64, |t| full.is_match(t));
 }
+
+#[test]
+fn scored_choices_are_their_log_likelihoods_and_agree_with_greedy_choice() {
+    let (_d, mut e) = engine("hf");
+    let letters: Vec<String> = ["A", "B", "C", "D"].iter().map(|s| s.to_string()).collect();
+    let c = Constraint::Choice(letters.clone());
+    for p in PROMPTS {
+        let prompt = e.encode_prompt(p).unwrap();
+        let scores = e.score_choices(&prompt, &letters).unwrap();
+        assert_eq!(scores.len(), 4);
+        for (choice, lp, n) in &scores {
+            // The same number the MCQ log-likelihood path gives.
+            let mut ids = prompt.clone();
+            ids.extend(e.encode(choice).unwrap());
+            let direct: f64 = e.score_tokens(&ids, prompt.len()).unwrap().iter().map(|&x| x as f64).sum();
+            assert!((lp - direct).abs() < 1e-5, "{choice}: {lp} vs {direct}");
+            assert!(*lp < 0.0 && *n == 1);
+        }
+        // One-token choices: the likeliest is what greedy constrained decoding picks.
+        let best = scores.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0.clone();
+        let g = e.generate(&prompt, &params(&c, 0, 0.0, 4), &mut |_| true).unwrap();
+        assert_eq!(g.text, best, "{p}");
+    }
+    let prompt = e.encode_prompt("x").unwrap();
+    assert!(e.score_choices(&prompt, &[]).is_err());
+}

@@ -340,4 +340,24 @@ fn structured_output_parameters_constrain_the_answer() {
     }
     let (st, _) = s.post("/v1/chat/completions", &chat(json!({})));
     assert_eq!(st, 200);
+
+    // medforge's extension: rank the choices by log-likelihood and say how likely each was.
+    let (st, b) = s.post("/v1/chat/completions",
+        &chat(json!({"guided_choice": ["correct", "incorrect", "unsure"], "choice_scoring": "loglik"})));
+    assert_eq!(st, 200, "{b}");
+    let list = b["choices"][0]["choice_logprobs"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 3);
+    let best = list.iter().max_by(|x, y| x["logprob"].as_f64().unwrap().total_cmp(&y["logprob"].as_f64().unwrap()))
+        .unwrap();
+    assert_eq!(text(&b), best["choice"].as_str().unwrap());
+    assert!(list.iter().all(|c| c["logprob"].as_f64().unwrap() < 0.0));
+    for (case, extra, needle) in [
+        ("no choices", json!({"choice_scoring": "loglik"}), "needs `guided_choice`"),
+        ("streamed", json!({"guided_choice": ["a", "b"], "choice_scoring": "loglik", "stream": true}), "cannot stream"),
+        ("unknown", json!({"guided_choice": ["a", "b"], "choice_scoring": "sum"}), "must be \"loglik\""),
+    ] {
+        let (st, b) = s.post("/v1/chat/completions", &chat(extra));
+        assert_openai_error(st, &b, 400, case);
+        assert!(b["error"]["message"].as_str().unwrap().contains(needle), "{case}: {b}");
+    }
 }

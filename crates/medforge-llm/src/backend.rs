@@ -59,6 +59,32 @@ pub struct GenParams {
     /// unconstrained requests stay as they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub structure: Option<Structure>,
+    /// With a [`Structure::Choice`]: rank the choices by log-likelihood instead of decoding. A backend that can
+    /// (the local engine, `medforge serve`) answers with the likeliest choice and every choice's log-probability;
+    /// others decode under the constraint as usual.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub score_choices: bool,
+}
+
+/// A choice's log-probability after the prompt (nats, summed over its tokens).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceLogprob {
+    pub choice: String,
+    pub logprob: f64,
+}
+
+/// How sure a scored choice is: the softmax probability of the chosen one among all choices, and its log-probability
+/// margin over the runner-up (nats; infinite with one choice).
+pub fn choice_confidence(scores: &[ChoiceLogprob]) -> Option<(f64, f64)> {
+    let best = scores.iter().map(|c| c.logprob).fold(f64::NEG_INFINITY, f64::max);
+    if !best.is_finite() {
+        return None;
+    }
+    let total: f64 = scores.iter().map(|c| (c.logprob - best).exp()).sum();
+    let second = scores.iter().map(|c| c.logprob).filter(|&l| l < best).fold(f64::NEG_INFINITY, f64::max);
+    let ties = scores.iter().filter(|c| c.logprob == best).count();
+    let margin = if ties > 1 { 0.0 } else { best - second };
+    Some((1.0 / total, margin))
 }
 
 /// What an answer must match.
@@ -114,6 +140,9 @@ pub struct ChatResponse {
     /// Retries this call needed (0 on the first try). Not stored in the cache.
     #[serde(skip)]
     pub retries: u32,
+    /// Every choice's log-probability, where the request asked to score choices and the backend could.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice_logprobs: Option<Vec<ChoiceLogprob>>,
 }
 
 /// Why a call did not produce a response. Every variant carries a stable reason code (`llm.*`).

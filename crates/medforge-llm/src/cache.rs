@@ -148,6 +148,7 @@ mod tests {
             usage: Usage { prompt_tokens: 1, completion_tokens: 2 },
             finish_reason: "stop".into(),
             retries: 3,
+            choice_logprobs: None,
         }
     }
 

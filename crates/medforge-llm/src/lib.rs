@@ -18,7 +18,8 @@ pub mod secret;
 pub mod testing;
 
 pub use backend::{
-    Backend, ChatRequest, ChatResponse, GenParams, LlmError, Loglik, LoglikScorer, Message, Role, Structure, Usage,
+    choice_confidence, Backend, ChatRequest, ChatResponse, ChoiceLogprob, GenParams, LlmError, Loglik, LoglikScorer,
+    Message, Role, Structure, Usage,
 };
 pub use cache::{cache_key, Cache, CacheError};
 pub use client::{runtime, AllOutcomes, CacheMode, LlmClient, Outcome, Stop};

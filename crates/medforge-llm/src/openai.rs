@@ -106,8 +106,11 @@ pub enum StructuredOutputApi {
     /// `response_format: {"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}` for JSON
     /// schemas; other kinds are not sent.
     OpenAi,
-    /// vLLM / SGLang: `guided_choice`, `guided_regex`, `guided_json`, `guided_grammar` (also `medforge serve`).
+    /// vLLM / SGLang: `guided_choice`, `guided_regex`, `guided_json`, `guided_grammar`.
     Vllm,
+    /// `medforge serve`: vLLM's parameters, and `choice_scoring: "loglik"` where a stage asks to rank its choices by
+    /// log-likelihood.
+    Medforge,
 }
 
 impl EndpointConfig {
@@ -198,7 +201,10 @@ pub fn request_body(model: &str, req: &ChatRequest, api: StructuredOutputApi) ->
             );
         }
         (Some(_), StructuredOutputApi::OpenAi) => {}
-        (Some(s), StructuredOutputApi::Vllm) => {
+        (Some(s), StructuredOutputApi::Vllm | StructuredOutputApi::Medforge) => {
+            if p.score_choices && api == StructuredOutputApi::Medforge && matches!(s, Structure::Choice(_)) {
+                body.insert("choice_scoring".into(), json!("loglik"));
+            }
             let (k, v) = match s {
                 Structure::Choice(c) => ("guided_choice", json!(c)),
                 Structure::Regex(r) => ("guided_regex", json!(r)),
@@ -325,7 +331,9 @@ pub fn parse_completion_value(v: &Value, fallback: Usage) -> Result<ChatResponse
         },
         _ => Usage { prompt_tokens: fallback.prompt_tokens, completion_tokens: estimate_tokens(&text) },
     };
-    Ok(ChatResponse { text, usage, finish_reason: finish, retries: 0 })
+    // `medforge serve`'s answer to `choice_scoring: "loglik"`.
+    let choice_logprobs = choice.get("choice_logprobs").and_then(|c| serde_json::from_value(c.clone()).ok());
+    Ok(ChatResponse { text, usage, finish_reason: finish, retries: 0, choice_logprobs })
 }
 
 /// One endpoint: HTTP client, key, concurrency limit and rate limiters. One attempt per

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::call::{LlmStageConfig, StageSettings};
 use super::llm::{non_empty, require_env, Got, LlmEnv, Prompt, RowState};
-use super::structure::{mcq_answer, verdict, StructureMode, StructureSetting};
+use super::structure::{confidence_scores, mcq_answer, mcq_phrases, verdict, ChoiceBy, StructureMode, StructureSetting};
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 
 pub const DEFAULT_MCQ_PROMPT: &str = "Answer the following multiple-choice medical question. Think briefly if you need to, then finish with a final line of the form \"The answer is X\", where X is the letter of the single best option.
@@ -86,6 +86,11 @@ pub struct DifficultySettings {
     /// With `structure = "choice"`: the most tokens of reasoning before the letter (0: the letter alone).
     #[serde(default = "default_reasoning_tokens")]
     pub reasoning_tokens: usize,
+    /// With `structure = "choice"`: `decode` (default), or `loglik` to score `The answer is X.` for each letter and
+    /// each verdict by log-likelihood where the backend can (no reasoning then), adding `difficulty.confidence` and
+    /// `difficulty.margin` to the row's scores.
+    #[serde(default)]
+    pub choice_by: ChoiceBy,
 }
 
 impl StageSettings for DifficultySettings {
@@ -143,6 +148,12 @@ impl Difficulty {
             &[StructureMode::Choice, StructureMode::None],
         )?;
         let constrained = mode == StructureMode::Choice;
+        if cfg.choice_by == ChoiceBy::Loglik && !constrained {
+            return Err(crate::stage::StageError::failed(
+                "difficulty",
+                "`choice_by = \"loglik\"` needs `structure = \"choice\"`",
+            ));
+        }
         Ok(Difficulty { cfg, mcq, open, judge, env, backend, judge_backend, constrained })
     }
 }
@@ -178,18 +189,27 @@ impl Stage for Difficulty {
         // An MCQ row's structure names its own letters.
         let mcq_params = |r: &Record| -> GenParams {
             let letters: Vec<String> = r.options.iter().map(|o| o.letter.trim().to_ascii_uppercase()).collect();
-            let structure = (self.constrained && !letters.is_empty())
-                .then(|| mcq_answer(&letters, self.cfg.reasoning_tokens));
-            GenParams { structure, ..params.clone() }
+            let scored = self.cfg.choice_by == ChoiceBy::Loglik;
+            let structure = (self.constrained && !letters.is_empty()).then(|| {
+                if scored {
+                    mcq_phrases(&letters)
+                } else {
+                    mcq_answer(&letters, self.cfg.reasoning_tokens)
+                }
+            });
+            GenParams { structure, score_choices: scored, ..params.clone() }
         };
         let judge_params = GenParams {
             structure: self.constrained.then(verdict),
+            score_choices: self.cfg.choice_by == ChoiceBy::Loglik,
             ..self.cfg.judge_params.clone()
         };
 
         // Round 1: the base model answers. MCQ and open rows use different templates (so different
         // template versions), hence two calls to `round`, merged back by position.
         let mut base: Vec<Got> = vec![Got::Pending; rows.len()];
+        // Choice scores of the answer that decided the row (the MCQ letter, or the judge's verdict).
+        let mut scored: Vec<Option<Vec<medforge_llm::ChoiceLogprob>>> = vec![None; rows.len()];
         for (k, prompt) in [(Kind::Mcq, &self.mcq), (Kind::Open, &self.open)] {
             let client = self.env.client(S, &self.backend, &prompt.version)?;
             let reqs = rows
@@ -201,10 +221,11 @@ impl Stage for Difficulty {
                     (true, _) => prompt.request(S, r, &none, params).map(Some),
                 })
                 .collect::<StageResult<Vec<_>>>()?;
-            for (i, g) in self.env.round(S, &self.backend, &client, rows, reqs, non_empty, ctx).into_iter().enumerate()
-            {
+            let got = self.env.round_scored(S, &self.backend, &client, rows, reqs, non_empty, ctx);
+            for (i, (g, sc)) in got.into_iter().enumerate() {
                 if kinds[i] == k {
                     base[i] = g;
+                    scored[i] = sc;
                 }
             }
         }
@@ -222,7 +243,7 @@ impl Stage for Difficulty {
         }
         let later = (0..rows.len()).filter(|&i| kinds[i] == Kind::Open && base[i] == Got::Pending).count();
         self.env.note_later_calls(S, later as u64);
-        let judged = self.env.round(
+        let judged = self.env.round_scored(
             S,
             &self.judge_backend,
             &judge_client,
@@ -235,6 +256,12 @@ impl Stage for Difficulty {
             },
             ctx,
         );
+        let (judged, judge_scores): (Vec<Got>, Vec<_>) = judged.into_iter().unzip();
+        for (i, sc) in judge_scores.into_iter().enumerate() {
+            if kinds[i] == Kind::Open {
+                scored[i] = sc;
+            }
+        }
 
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         let mut methods: BTreeMap<String, usize> = BTreeMap::new();
@@ -268,12 +295,12 @@ impl Stage for Difficulty {
                         "difficulty".into(),
                         json!({"base_answer": t, "base_letter": letter, "method": method, "verdict": verdict}),
                     );
-                    RowState::Done(self.verdict(verdict, &mut counts))
+                    RowState::Done(self.verdict(verdict, &mut counts, scored[i].as_deref()))
                 }
                 (Kind::Open, Got::Text(t), Got::Text(j)) => {
                     let verdict = if parse_verdict(j) == Some(true) { "correct" } else { "incorrect" };
                     r.metadata.insert("difficulty".into(), json!({"base_answer": t, "judge": j, "verdict": verdict}));
-                    RowState::Done(self.verdict(verdict, &mut counts))
+                    RowState::Done(self.verdict(verdict, &mut counts, scored[i].as_deref()))
                 }
             };
             decisions.push(self.env.decide(S, r, state, ctx)?);
@@ -289,6 +316,7 @@ impl Stage for Difficulty {
             "letter_methods": methods,
             "drop_solved": self.cfg.drop_solved,
             "structure": if self.constrained { "choice" } else { "none" },
+            "choice_by": self.cfg.choice_by,
             "template_versions": {"mcq": self.mcq.version, "open": self.open.version, "judge": self.judge.version},
         });
         Ok(StageOutput::new(decisions).with_report("difficulty_report.json", report))
@@ -310,11 +338,20 @@ pub fn read_base_answer(answer: &str, r: &Record) -> Extraction {
 }
 
 impl Difficulty {
-    fn verdict(&self, verdict: &'static str, counts: &mut BTreeMap<&'static str, usize>) -> Decision {
+    fn verdict(
+        &self,
+        verdict: &'static str,
+        counts: &mut BTreeMap<&'static str, usize>,
+        scored: Option<&[medforge_llm::ChoiceLogprob]>,
+    ) -> Decision {
         *counts.entry(verdict).or_default() += 1;
         let solved = verdict == "correct";
         let d =
             if solved && self.cfg.drop_solved { Decision::drop("difficulty.solved_by_base") } else { Decision::keep() };
-        d.with_score("difficulty.solved", f64::from(u8::from(solved)))
+        let mut d = d.with_score("difficulty.solved", f64::from(u8::from(solved)));
+        for (k, v) in confidence_scores("difficulty", scored) {
+            d = d.with_score(&k, v);
+        }
+        d
     }
 }

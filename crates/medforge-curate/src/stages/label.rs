@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::call::{LlmStageConfig, StageSettings};
 use super::labels::LabelField;
 use super::llm::{non_empty, require_env, Got, LlmEnv, Prompt, RowState};
-use super::structure::{label_json, StructureMode, StructureSetting};
+use super::structure::{confidence_scores, label_json, ChoiceBy, StructureMode, StructureSetting};
 use crate::config::rebase_path;
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 use crate::taxonomy::{fix_labels, Taxonomy, UNKNOWN};
@@ -64,6 +64,10 @@ pub struct LabelSettings {
     /// "division_reasoning": ...}`; `none`: free text, parsed tolerantly. Enforced where the backend can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub structure: Option<StructureSetting>,
+    /// With `structure = "choice"`: `decode` (default), or `loglik` to score every id by log-likelihood where the
+    /// backend can, adding `label.confidence` and `label.margin` to the row's scores.
+    #[serde(default)]
+    pub choice_by: ChoiceBy,
 }
 
 impl StageSettings for LabelSettings {
@@ -89,6 +93,16 @@ pub struct Label {
     /// `params` with the structure the answer must have.
     params: GenParams,
     mode: StructureMode,
+    /// With `structure = "choice"`: each option (a listing line) and its id.
+    choices: BTreeMap<String, String>,
+}
+
+/// A taxonomy node as the prompt lists it.
+fn listing_line(n: &crate::taxonomy::TaxonomyNode) -> String {
+    match &n.name_ko {
+        Some(ko) => format!("{}: {} ({ko})", n.id, n.name),
+        None => format!("{}: {}", n.id, n.name),
+    }
 }
 
 impl Label {
@@ -99,13 +113,7 @@ impl Label {
             .nodes()
             .iter()
             .filter(|n| n.level <= cfg.levels.max(1))
-            .map(|n| {
-                let indent = "  ".repeat(n.level - 1);
-                match &n.name_ko {
-                    Some(ko) => format!("{indent}{}: {} ({ko})", n.id, n.name),
-                    None => format!("{indent}{}: {}", n.id, n.name),
-                }
-            })
+            .map(|n| format!("{}{}", "  ".repeat(n.level - 1), listing_line(n)))
             .collect::<Vec<_>>()
             .join("\n");
         let prompt = Prompt::new(
@@ -123,16 +131,23 @@ impl Label {
             StructureMode::Choice,
             &[StructureMode::Choice, StructureMode::Json, StructureMode::None],
         )?;
-        // The ids the prompt lists are the ones the answer may use.
-        let ids: Vec<String> =
-            tax.nodes().iter().filter(|n| n.level <= cfg.levels.max(1)).map(|n| n.id.clone()).collect();
+        // The ids the prompt lists are the ones the answer may use. As a choice, each option is its line of the
+        // listing (`7: Neurology`): a bare id is a prefix of others (`1`, `10`), and a model that wants to go on
+        // after `1` could only write `10`.
+        let listed: Vec<&crate::taxonomy::TaxonomyNode> = tax.nodes().iter().filter(|n| n.level <= cfg.levels.max(1)).collect();
+        let ids: Vec<String> = listed.iter().map(|n| n.id.clone()).collect();
+        let choices: BTreeMap<String, String> = listed.iter().map(|n| (listing_line(n), n.id.clone())).collect();
         let structure = match mode {
-            StructureMode::Choice => Some(medforge_llm::Structure::Choice(ids)),
+            StructureMode::Choice => Some(medforge_llm::Structure::Choice(choices.keys().cloned().collect())),
             StructureMode::Json => Some(label_json(&ids, cfg.max_labels)),
             _ => None,
         };
-        let params = GenParams { structure, ..cfg.call.params.clone() };
-        Ok(Label { cfg, tax: Arc::new(tax), listing, prompt, env, backend, params, mode })
+        if cfg.choice_by == ChoiceBy::Loglik && mode != StructureMode::Choice {
+            return Err(crate::stage::StageError::failed("label", "`choice_by = \"loglik\"` needs `structure = \"choice\"`"));
+        }
+        let score_choices = cfg.choice_by == ChoiceBy::Loglik;
+        let params = GenParams { structure, score_choices, ..cfg.call.params.clone() };
+        Ok(Label { cfg, tax: Arc::new(tax), listing, prompt, env, backend, params, mode, choices })
     }
 }
 
@@ -140,6 +155,8 @@ impl Label {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ParseMethod {
+    /// Exactly one of the options of `structure = "choice"`.
+    Choice,
     /// A JSON list or `{"labels": [...]}`.
     Json,
     /// Comma/line-separated items that each resolve (ids, numbers, names, Korean names).
@@ -265,15 +282,18 @@ impl Stage for Label {
             .iter()
             .map(|r| self.prompt.request("label", r, &extra, &self.params).map(Some))
             .collect::<StageResult<Vec<_>>>()?;
-        let got = self.env.round("label", &self.backend, &client, rows, reqs, non_empty, ctx);
+        let got = self.env.round_scored("label", &self.backend, &client, rows, reqs, non_empty, ctx);
         let (mut unknown, mut labelled) = (0usize, 0usize);
         let mut methods: BTreeMap<ParseMethod, usize> = BTreeMap::new();
         let mut unparsed_examples = Vec::new();
         let mut decisions = Vec::with_capacity(rows.len());
-        for (r, g) in rows.iter_mut().zip(got) {
+        for (r, (g, scored)) in rows.iter_mut().zip(got) {
             let state = match g {
                 Got::Text(text) => {
-                    let (raw, method) = parse_labels(&self.tax, &text);
+                    let (raw, method) = match self.choices.get(text.trim()) {
+                        Some(id) => (vec![id.clone()], ParseMethod::Choice),
+                        None => parse_labels(&self.tax, &text),
+                    };
                     let mut fix = fix_labels(&self.tax, &raw);
                     fix.labels.truncate(self.cfg.max_labels.max(1));
                     *methods.entry(method).or_default() += 1;
@@ -299,7 +319,11 @@ impl Stage for Label {
                         }
                     }
                     r.metadata.insert("label_raw".into(), Value::String(text));
-                    RowState::Done(Decision::keep().with_score("label.unknown", f64::from(u8::from(fix.unknown))))
+                    let mut d = Decision::keep().with_score("label.unknown", f64::from(u8::from(fix.unknown)));
+                    for (k, v) in confidence_scores("label", scored.as_deref()) {
+                        d = d.with_score(&k, v);
+                    }
+                    RowState::Done(d)
                 }
                 Got::Failed { code, reason } => RowState::Failed { code, reason },
                 Got::Pending => RowState::Pending,
@@ -312,6 +336,7 @@ impl Stage for Label {
             "field": self.cfg.field,
             "template_version": self.prompt.version,
             "structure": self.mode,
+            "choice_by": self.cfg.choice_by,
             "rows": rows.len(),
             "labelled": labelled,
             "unknown": unknown,

@@ -12,7 +12,7 @@ use medforge_data::Record;
 pub use medforge_llm::batch::CustomId;
 pub use medforge_llm::config::{LlmSection, NamedBackend, OnFailure, DEFAULT_BACKEND};
 use medforge_llm::{
-    build_backend, Cache, CacheMode, ChatRequest, DeadLetter, DeadLetterWriter, DryRunEstimate, GenParams, LlmClient,
+    build_backend, Cache, ChoiceLogprob, CacheMode, ChatRequest, DeadLetter, DeadLetterWriter, DryRunEstimate, GenParams, LlmClient,
     Message, Outcome, Spend, SpendSnapshot, Stop,
 };
 use serde::Serialize;
@@ -247,15 +247,35 @@ impl LlmEnv {
     where
         V: Fn(usize, &str) -> Result<(), String> + Send + Sync + 'static,
     {
+        self.round_scored(stage, backend, client, rows, reqs, validate, ctx).into_iter().map(|(g, _)| g).collect()
+    }
+
+    /// [`LlmEnv::round`], with each answer's choice scores where the request asked to score its choices and the
+    /// backend did.
+    #[allow(clippy::too_many_arguments)]
+    pub fn round_scored<V>(
+        &self,
+        stage: &str,
+        backend: &str,
+        client: &LlmClient,
+        rows: &[Record],
+        reqs: Vec<Option<ChatRequest>>,
+        validate: V,
+        ctx: &StageContext,
+    ) -> Vec<(Got, Option<Vec<ChoiceLogprob>>)>
+    where
+        V: Fn(usize, &str) -> Result<(), String> + Send + Sync + 'static,
+    {
+        let mut scores: Vec<Option<Vec<ChoiceLogprob>>> = vec![None; reqs.len()];
         let mut out: Vec<Got> = vec![Got::Pending; reqs.len()];
         let idx: Vec<usize> = (0..reqs.len()).filter(|&i| reqs[i].is_some()).collect();
         if idx.is_empty() {
-            return out;
+            return out.into_iter().zip(scores).collect();
         }
         match self.mode {
             LlmMode::Live => {
                 if self.stopped().is_some() {
-                    return out;
+                    return out.into_iter().zip(scores).collect();
                 }
                 let total = idx.len() as u64;
                 let map = Arc::new(idx.clone());
@@ -272,7 +292,10 @@ impl LlmEnv {
                 ));
                 for (j, o) in all.outcomes.into_iter().enumerate() {
                     out[idx[j]] = match o {
-                        Some(Outcome::Done(resp, _)) => Got::Text(resp.text),
+                        Some(Outcome::Done(resp, _)) => {
+                            scores[idx[j]] = resp.choice_logprobs;
+                            Got::Text(resp.text)
+                        }
                         Some(Outcome::Skipped { code, message }) => Got::Failed { code, reason: message },
                         Some(Outcome::Failed { code, reason }) => Got::Failed { code, reason },
                         None => Got::Pending,
@@ -302,6 +325,7 @@ impl LlmEnv {
                     match hit {
                         Some(r) => {
                             est.cached += 1;
+                            scores[i] = r.choice_logprobs;
                             out[i] = Got::Text(r.text);
                         }
                         None => {
@@ -331,7 +355,7 @@ impl LlmEnv {
                 e.rows_with_later_calls += est.rows_with_later_calls;
             }
         }
-        out
+        out.into_iter().zip(scores).collect()
     }
 
     /// Note rows whose next request cannot be estimated yet (dry-run only).

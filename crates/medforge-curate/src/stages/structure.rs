@@ -17,6 +17,28 @@ use serde_json::{json, Value};
 
 use crate::stage::{StageError, StageResult};
 
+/// How a choice is made: decoded under the constraint (the default), or every choice scored by log-likelihood
+/// (`choice_by = "loglik"`: the local engine and `medforge serve` with `structured_output = "medforge"`; other
+/// backends decode), with the margin reported as the stage's confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChoiceBy {
+    #[default]
+    Decode,
+    Loglik,
+}
+
+/// The scores a stage adds for a scored choice: `<stage>.confidence` (softmax probability of the chosen one among
+/// the choices) and `<stage>.margin` (its log-probability lead over the runner-up, nats).
+pub fn confidence_scores(stage: &str, scores: Option<&[medforge_llm::ChoiceLogprob]>) -> Vec<(String, f64)> {
+    match scores.and_then(medforge_llm::choice_confidence) {
+        Some((p, margin)) => {
+            vec![(format!("{stage}.confidence"), p), (format!("{stage}.margin"), if margin.is_finite() { margin } else { 99.0 })]
+        }
+        None => Vec::new(),
+    }
+}
+
 /// A stage's `structure` setting as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -117,6 +139,11 @@ pub fn mcq_answer(letters: &[String], reasoning_tokens: usize) -> Structure {
     Structure::Grammar(format!(
         "start: think \"The answer is \" ({choice}) \".\"\nthink[suffix=\"\\n\", max_tokens={reasoning_tokens}]: /(?s:.*)/\n"
     ))
+}
+
+/// `difficulty` MCQ answers ranked by log-likelihood: the phrase with each of the row's letters.
+pub fn mcq_phrases(letters: &[String]) -> Structure {
+    Structure::Choice(letters.iter().map(|l| format!("The answer is {l}.")).collect())
 }
 
 /// The judge's verdict.

@@ -137,7 +137,7 @@ impl Rewrite {
     }
 
     /// `params` with the nested-list grammar for `r`: its first item opens with the answer the validator looks for
-    /// (`C. ` for a letter, else the answer's first 60 characters).
+    /// (`C. ` for a letter, else the answer's first 60 characters, whitespace squashed).
     fn params(&self, r: &Record) -> GenParams {
         if !self.grammar {
             return self.cfg.call.params.clone();
@@ -149,8 +149,8 @@ impl Rewrite {
         } else {
             r.answer
                 .as_deref()
-                .map(|a| a.trim().chars().take(60).collect::<String>().trim_end_matches('.').to_string())
-                .filter(|h| !h.is_empty() && !h.contains('\n'))
+                .map(|a| squash(a).chars().take(60).collect::<String>().trim_end_matches('.').trim_end().to_string())
+                .filter(|h| !h.is_empty())
         };
         let structure = nested_list(self.cfg.min_depth, self.cfg.max_items, first.as_deref());
         GenParams { structure: Some(structure), ..self.cfg.call.params.clone() }
@@ -252,15 +252,23 @@ pub fn validate_hierarchical(
                 || first.contains(&format!("({l})"))
                 || first.split(|c: char| !c.is_alphanumeric()).any(|w| w == l) && first.contains("answer")
         });
-        let by_text = text_ans.map(|a| a.trim().to_lowercase()).filter(|a| !a.is_empty()).is_some_and(|a| {
+        // Whitespace-insensitive: an answer that opens with a heading line ("Key Points\n  - ...") can still be
+        // stated on one list line.
+        let first_words = squash(&first);
+        let by_text = text_ans.map(|a| squash(&a.to_lowercase())).filter(|a| !a.is_empty()).is_some_and(|a| {
             let head: String = a.chars().take(60).collect();
-            first.contains(head.trim_end_matches('.'))
+            first_words.contains(head.trim_end_matches('.').trim_end())
         });
         if !by_letter && !by_text {
             return Err("the first item does not state the answer; put the answer first".into());
         }
     }
     Ok(())
+}
+
+/// Runs of whitespace as one space.
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn list_item(t: &str) -> Option<&str> {
@@ -428,5 +436,10 @@ mod tests {
         let numbered = "1. B) Metformin\n   1. why\n      - because";
         assert_eq!(validate_hierarchical(numbered, 3, 5, (Some("B"), None)), Ok(()));
         assert_eq!(validate_hierarchical("- x\n  - y\n    - z", 3, 5, (None, None)), Ok(()), "no answer to check");
+        // An answer opening with a heading line is stated on one list line, whitespace squashed.
+        let headed = (None, Some("Key Points\n        - Adult acute lymphoblastic leukemia (ALL) is a type of cancer"));
+        let one_line = "- Key Points - Adult acute lymphoblastic leukemia (ALL) is a t...\n  - a\n    - b";
+        assert_eq!(validate_hierarchical(one_line, 3, 5, headed), Ok(()));
+        assert!(validate_hierarchical("- Leukemia\n  - a\n    - b", 3, 5, headed).is_err());
     }
 }

@@ -141,8 +141,8 @@ async fn stages_get_valid_structure_from_a_model_that_cannot_write_it() {
     let rewrite = json(&on.join("rewrite_report.json"));
     assert_eq!(rewrite["success_rate"], 1.0, "{rewrite}");
     let manifest = json(&on.join("manifest.json"));
-    let reasons = manifest["steps"].as_array().unwrap().iter().find(|s| s["name"] == "difficulty").unwrap()["reasons"]
-        .clone();
+    let reasons =
+        manifest["steps"].as_array().unwrap().iter().find(|s| s["name"] == "difficulty").unwrap()["reasons"].clone();
     assert!(reasons.as_object().is_none_or(|r| r.keys().all(|k| !k.contains("invalid_response"))), "{reasons}");
     let curated = jsonl(&on.join("curated.jsonl"));
     for r in &curated {
@@ -181,7 +181,8 @@ async fn stages_get_valid_structure_from_a_model_that_cannot_write_it() {
     for r in &rows {
         for stage in ["label", "difficulty"] {
             let a = r["annotations"].as_array().unwrap().iter().find(|a| a["stage"] == stage).unwrap();
-            let score = |n: &str| a["scores"].as_array().unwrap().iter().find(|s| s["name"] == n).map(|s| s["value"].clone());
+            let score =
+                |n: &str| a["scores"].as_array().unwrap().iter().find(|s| s["name"] == n).map(|s| s["value"].clone());
             let p = score(&format!("{stage}.confidence")).unwrap_or_else(|| panic!("{stage}: {a}"));
             let p = p.as_f64().unwrap();
             assert!(p > 0.0 && p <= 1.0, "{a}");

@@ -15,6 +15,8 @@ use crate::stages::llm::{LlmEnv, LlmSection};
 /// One `[[stages]]` entry; `stage = "..."` picks the kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
+// A handful of these exist per run, built once: boxing the LLM stages' configs would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum StageConfig {
     Quality(stages::quality::QualityConfig),
     Normalize(stages::normalize::NormalizeConfig),

@@ -93,7 +93,9 @@ pub fn scored_response(prompt_tokens: usize, scores: Vec<(String, f64, usize)>) 
         usage: Usage { prompt_tokens: prompt_tokens as u64, completion_tokens: scores[best].2 as u64 },
         finish_reason: "stop".into(),
         retries: 0,
-        choice_logprobs: Some(scores.into_iter().map(|(choice, logprob, _)| ChoiceLogprob { choice, logprob }).collect()),
+        choice_logprobs: Some(
+            scores.into_iter().map(|(choice, logprob, _)| ChoiceLogprob { choice, logprob }).collect(),
+        ),
     }
 }
 

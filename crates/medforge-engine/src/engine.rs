@@ -247,7 +247,10 @@ impl Engine {
     fn compiler(&mut self) -> Result<&ConstraintCompiler> {
         if self.constraints.is_none() {
             let eos = self.eos_id().or_else(|| self.stop_ids.first().copied()).ok_or_else(|| {
-                EngineError::Unsupported(format!("model `{}` names no EOS token: constrained decoding needs one", self.name))
+                EngineError::Unsupported(format!(
+                    "model `{}` names no EOS token: constrained decoding needs one",
+                    self.name
+                ))
             })?;
             let eot = self.stop_ids.iter().copied().find(|&i| i != eos);
             self.constraints = Some(ConstraintCompiler::new(&self.tokenizer, self.model.vocab_size(), eos, eot)?);

@@ -13,8 +13,8 @@
 
 #[cfg(feature = "serve")]
 pub mod backend;
-pub(crate) mod cpu;
 pub mod constrain;
+pub(crate) mod cpu;
 pub mod engine;
 mod error;
 pub mod export;

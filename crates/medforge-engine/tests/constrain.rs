@@ -161,7 +161,6 @@ fn a_bad_constraint_is_a_clear_error() {
     }
 }
 
-
 #[test]
 fn reasoning_then_a_letter() {
     // The difficulty stage's MCQ shape: free reasoning (bounded), then the letter after a fixed phrase.

@@ -279,53 +279,73 @@ fn structured_output_parameters_constrain_the_answer() {
     let rf = json!({"type": "json_schema", "json_schema": {"name": "mcq", "schema": schema, "strict": true}});
     let text = |b: &Value| b["choices"][0]["message"]["content"].as_str().unwrap().to_string();
     for seed in 0..5 {
-        let (st, b) = s.post("/v1/chat/completions",
-            &chat(json!({"response_format": rf, "max_tokens": 40, "temperature": 1.0, "seed": seed})));
+        let (st, b) = s.post(
+            "/v1/chat/completions",
+            &chat(json!({"response_format": rf, "max_tokens": 40, "temperature": 1.0, "seed": seed})),
+        );
         assert_eq!(st, 200, "{b}");
         let v: Value = serde_json::from_str(&text(&b)).unwrap_or_else(|e| panic!("{e}: {}", text(&b)));
         assert!(matches!(v["answer"].as_str(), Some("A" | "B" | "C" | "D")), "{v}");
         assert!(v["confidence"].as_i64().is_some_and(|c| (1..=5).contains(&c)), "{v}");
         assert_eq!(b["choices"][0]["finish_reason"], "stop");
     }
-    let (st, b) = s.post("/v1/chat/completions", &chat(json!({"response_format": {"type": "json_object"}, "max_tokens": 60})));
+    let (st, b) =
+        s.post("/v1/chat/completions", &chat(json!({"response_format": {"type": "json_object"}, "max_tokens": 60})));
     assert_eq!(st, 200, "{b}");
     // Any object: the random model fills strings until max_tokens, so only the opening is certain here.
     assert!(text(&b).starts_with('{'), "{}", text(&b));
-    let (st, b) = s.post("/v1/chat/completions",
-        &chat(json!({"guided_choice": ["correct", "incorrect"], "temperature": 1.0, "seed": 3, "max_tokens": 20})));
+    let (st, b) = s.post(
+        "/v1/chat/completions",
+        &chat(json!({"guided_choice": ["correct", "incorrect"], "temperature": 1.0, "seed": 3, "max_tokens": 20})),
+    );
     assert_eq!(st, 200, "{b}");
     assert!(["correct", "incorrect"].contains(&text(&b).as_str()), "{}", text(&b));
     let (st, b) = s.post("/v1/chat/completions", &chat(json!({"guided_regex": "[A-E]", "max_tokens": 3})));
     assert_eq!(st, 200, "{b}");
     assert!(regex::Regex::new("^[A-E]$").unwrap().is_match(&text(&b)), "{}", text(&b));
-    let (st, b) = s.post("/v1/chat/completions",
-        &chat(json!({"guided_grammar": "start: \"- \" /[a-z]{1,5}/ \"\\n\"", "max_tokens": 10})));
+    let (st, b) = s.post(
+        "/v1/chat/completions",
+        &chat(json!({"guided_grammar": "start: \"- \" /[a-z]{1,5}/ \"\\n\"", "max_tokens": 10})),
+    );
     assert_eq!(st, 200, "{b}");
     assert!(regex::Regex::new("^- [a-z]{1,5}\n$").unwrap().is_match(&text(&b)), "{:?}", text(&b));
     // A schema given to vLLM as a string; and the completions endpoint.
-    let (st, b) = s.post("/v1/chat/completions",
-        &chat(json!({"guided_json": schema.to_string(), "max_tokens": 40})));
+    let (st, b) = s.post("/v1/chat/completions", &chat(json!({"guided_json": schema.to_string(), "max_tokens": 40})));
     assert_eq!(st, 200, "{b}");
     assert!(serde_json::from_str::<Value>(&text(&b)).is_ok());
-    let (st, b) = s.post("/v1/completions",
-        &json!({"model": "tiny", "prompt": "x", "guided_choice": ["yes", "no"], "max_tokens": 8}));
+    let (st, b) = s.post(
+        "/v1/completions",
+        &json!({"model": "tiny", "prompt": "x", "guided_choice": ["yes", "no"], "max_tokens": 8}),
+    );
     assert_eq!(st, 200, "{b}");
     assert!(["yes", "no"].contains(&b["choices"][0]["text"].as_str().unwrap()), "{b}");
     // Streaming follows the constraint too.
-    let (st, raw) = s.post_raw("/v1/chat/completions",
-        chat(json!({"guided_choice": ["alpha", "beta"], "stream": true, "max_tokens": 20})).to_string(), None);
+    let (st, raw) = s.post_raw(
+        "/v1/chat/completions",
+        chat(json!({"guided_choice": ["alpha", "beta"], "stream": true, "max_tokens": 20})).to_string(),
+        None,
+    );
     assert_eq!(st, 200);
-    let streamed: String = raw.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|l| *l != "[DONE]")
+    let streamed: String = raw
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|l| *l != "[DONE]")
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string)).collect();
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect();
     assert!(["alpha", "beta"].contains(&streamed.as_str()), "{raw}");
 
     // Bad structure requests: 400 naming the parameter and the problem; the server keeps serving.
     for (case, extra, param, needle) in [
         ("bad grammar", json!({"guided_grammar": "start: undefined_rule"}), "guided_grammar", "undefined_rule"),
         ("bad regex", json!({"guided_regex": "(unclosed"}), "guided_regex", "regex"),
-        ("bad schema", json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x",
-            "schema": {"type": "nonsense"}}}}), "response_format", "json_schema"),
+        (
+            "bad schema",
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x",
+            "schema": {"type": "nonsense"}}}}),
+            "response_format",
+            "json_schema",
+        ),
         ("no schema", json!({"response_format": {"type": "json_schema"}}), "response_format", "schema"),
         ("unknown type", json!({"response_format": {"type": "xml"}}), "response_format", "xml"),
         ("empty choice", json!({"guided_choice": []}), "guided_choice", "non-empty"),
@@ -342,13 +362,15 @@ fn structured_output_parameters_constrain_the_answer() {
     assert_eq!(st, 200);
 
     // medforge's extension: rank the choices by log-likelihood and say how likely each was.
-    let (st, b) = s.post("/v1/chat/completions",
-        &chat(json!({"guided_choice": ["correct", "incorrect", "unsure"], "choice_scoring": "loglik"})));
+    let (st, b) = s.post(
+        "/v1/chat/completions",
+        &chat(json!({"guided_choice": ["correct", "incorrect", "unsure"], "choice_scoring": "loglik"})),
+    );
     assert_eq!(st, 200, "{b}");
     let list = b["choices"][0]["choice_logprobs"].as_array().unwrap().clone();
     assert_eq!(list.len(), 3);
-    let best = list.iter().max_by(|x, y| x["logprob"].as_f64().unwrap().total_cmp(&y["logprob"].as_f64().unwrap()))
-        .unwrap();
+    let best =
+        list.iter().max_by(|x, y| x["logprob"].as_f64().unwrap().total_cmp(&y["logprob"].as_f64().unwrap())).unwrap();
     assert_eq!(text(&b), best["choice"].as_str().unwrap());
     assert!(list.iter().all(|c| c["logprob"].as_f64().unwrap() < 0.0));
     for (case, extra, needle) in [

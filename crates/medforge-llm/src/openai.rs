@@ -775,6 +775,7 @@ mod tests {
             seed: Some(1),
             response_format: Some(json!({"type": "json_object"})),
             structure: None,
+            score_choices: false,
         });
         let b = request_body("m", &req, StructuredOutputApi::None);
         assert_eq!(b["messages"][1], json!({"role": "user", "content": "u"}));

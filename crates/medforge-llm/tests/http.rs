@@ -467,15 +467,21 @@ async fn structure_is_sent_only_where_configured() {
     ];
     let guided = ["guided_choice", "guided_regex", "guided_json", "guided_grammar"];
     let s = FakeServer::start().await;
-    for api in [StructuredOutputApi::None, StructuredOutputApi::OpenAi, StructuredOutputApi::Vllm] {
+    for api in
+        [StructuredOutputApi::None, StructuredOutputApi::OpenAi, StructuredOutputApi::Vllm, StructuredOutputApi::Medforge]
+    {
         let mut c = cfg(&s);
         c.structured_output = api;
         let b = backend(c);
         for (i, st) in kinds.iter().enumerate() {
             let mut req = row(i);
             req.params.structure = Some(st.clone());
+            // Asked to score choices: only `medforge serve` hears it, and only for a choice.
+            req.params.score_choices = true;
             b.chat(&req).await.expect("answer");
             let body = s.requests().last().unwrap().body.clone();
+            let scoring = body.get("choice_scoring").is_some();
+            assert_eq!(scoring, api == StructuredOutputApi::Medforge && i == 0, "{api:?}: {body}");
             let sent: Vec<&str> = guided.iter().copied().filter(|k| body.get(*k).is_some()).collect();
             match api {
                 StructuredOutputApi::None => {
@@ -491,7 +497,7 @@ async fn structure_is_sent_only_where_configured() {
                         assert!(body.get("response_format").is_none(), "{body}");
                     }
                 }
-                StructuredOutputApi::Vllm => {
+                StructuredOutputApi::Vllm | StructuredOutputApi::Medforge => {
                     assert_eq!(sent, vec![guided[i]], "{body}");
                     assert!(body.get("response_format").is_none());
                 }

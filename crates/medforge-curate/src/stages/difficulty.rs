@@ -19,7 +19,9 @@ use serde_json::json;
 
 use super::call::{LlmStageConfig, StageSettings};
 use super::llm::{non_empty, require_env, Got, LlmEnv, Prompt, RowState};
-use super::structure::{confidence_scores, mcq_answer, mcq_phrases, verdict, ChoiceBy, StructureMode, StructureSetting};
+use super::structure::{
+    confidence_scores, mcq_answer, mcq_phrases, verdict, ChoiceBy, StructureMode, StructureSetting,
+};
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 
 pub const DEFAULT_MCQ_PROMPT: &str = "Answer the following multiple-choice medical question. Think briefly if you need to, then finish with a final line of the form \"The answer is X\", where X is the letter of the single best option.

@@ -14,9 +14,9 @@ use medforge_llm::GenParams;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::structure::StructureSetting;
 use super::call::{LlmStageConfig, StageSettings};
 use super::llm::{non_empty, require_env, Got, LlmEnv, LlmMode, Prompt, RowState};
+use super::structure::StructureSetting;
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 use medforge_text::answer::visible_answer;
 

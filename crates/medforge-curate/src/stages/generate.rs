@@ -8,9 +8,9 @@ use medforge_llm::GenParams;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::structure::StructureSetting;
 use super::call::{LlmStageConfig, StageSettings};
 use super::llm::{check_field, get_text, non_empty, require_env, set_text, Got, LlmEnv, Prompt, RowState};
+use super::structure::StructureSetting;
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 
 /// `[[stages]] stage = "generate"`: the shared LLM keys ([`LlmCall`](super::call::LlmCall); `prompt`, the user message template, is
@@ -60,7 +60,8 @@ impl Generate {
             &[("system", cfg.call.system.as_deref()), ("prompt", cfg.call.prompt.as_deref())],
         )?;
         let backend = cfg.call.backend("generate", &env)?;
-        let params = GenParams { structure: StructureSetting::schema(&cfg.structure, "generate")?, ..cfg.call.params.clone() };
+        let params =
+            GenParams { structure: StructureSetting::schema(&cfg.structure, "generate")?, ..cfg.call.params.clone() };
         Ok(Generate { cfg, prompt, env, backend, params })
     }
 }

@@ -134,7 +134,8 @@ impl Label {
         // The ids the prompt lists are the ones the answer may use. As a choice, each option is its line of the
         // listing (`7: Neurology`): a bare id is a prefix of others (`1`, `10`), and a model that wants to go on
         // after `1` could only write `10`.
-        let listed: Vec<&crate::taxonomy::TaxonomyNode> = tax.nodes().iter().filter(|n| n.level <= cfg.levels.max(1)).collect();
+        let listed: Vec<&crate::taxonomy::TaxonomyNode> =
+            tax.nodes().iter().filter(|n| n.level <= cfg.levels.max(1)).collect();
         let ids: Vec<String> = listed.iter().map(|n| n.id.clone()).collect();
         let choices: BTreeMap<String, String> = listed.iter().map(|n| (listing_line(n), n.id.clone())).collect();
         let structure = match mode {
@@ -143,7 +144,10 @@ impl Label {
             _ => None,
         };
         if cfg.choice_by == ChoiceBy::Loglik && mode != StructureMode::Choice {
-            return Err(crate::stage::StageError::failed("label", "`choice_by = \"loglik\"` needs `structure = \"choice\"`"));
+            return Err(crate::stage::StageError::failed(
+                "label",
+                "`choice_by = \"loglik\"` needs `structure = \"choice\"`",
+            ));
         }
         let score_choices = cfg.choice_by == ChoiceBy::Loglik;
         let params = GenParams { structure, score_choices, ..cfg.call.params.clone() };

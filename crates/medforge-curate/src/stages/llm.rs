@@ -12,8 +12,8 @@ use medforge_data::Record;
 pub use medforge_llm::batch::CustomId;
 pub use medforge_llm::config::{LlmSection, NamedBackend, OnFailure, DEFAULT_BACKEND};
 use medforge_llm::{
-    build_backend, Cache, ChoiceLogprob, CacheMode, ChatRequest, DeadLetter, DeadLetterWriter, DryRunEstimate, GenParams, LlmClient,
-    Message, Outcome, Spend, SpendSnapshot, Stop,
+    build_backend, Cache, CacheMode, ChatRequest, ChoiceLogprob, DeadLetter, DeadLetterWriter, DryRunEstimate,
+    GenParams, LlmClient, Message, Outcome, Spend, SpendSnapshot, Stop,
 };
 use serde::Serialize;
 use serde_json::{json, Value};

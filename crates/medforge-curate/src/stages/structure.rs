@@ -33,7 +33,10 @@ pub enum ChoiceBy {
 pub fn confidence_scores(stage: &str, scores: Option<&[medforge_llm::ChoiceLogprob]>) -> Vec<(String, f64)> {
     match scores.and_then(medforge_llm::choice_confidence) {
         Some((p, margin)) => {
-            vec![(format!("{stage}.confidence"), p), (format!("{stage}.margin"), if margin.is_finite() { margin } else { 99.0 })]
+            vec![
+                (format!("{stage}.confidence"), p),
+                (format!("{stage}.margin"), if margin.is_finite() { margin } else { 99.0 }),
+            ]
         }
         None => Vec::new(),
     }
@@ -64,9 +67,8 @@ impl StructureSetting {
         default: StructureMode,
         allowed: &[StructureMode],
     ) -> StageResult<StructureMode> {
-        let names = |a: &[StructureMode]| {
-            a.iter().map(|m| format!("\"{}\"", mode_name(*m))).collect::<Vec<_>>().join(", ")
-        };
+        let names =
+            |a: &[StructureMode]| a.iter().map(|m| format!("\"{}\"", mode_name(*m))).collect::<Vec<_>>().join(", ");
         match setting {
             None => Ok(default),
             Some(StructureSetting::Mode(m)) if allowed.contains(m) => Ok(*m),
@@ -198,7 +200,10 @@ mod tests {
         }
         let t: T = toml::from_str("structure = \"json\"").unwrap();
         let all = [StructureMode::None, StructureMode::Choice, StructureMode::Json];
-        assert_eq!(StructureSetting::mode(&t.structure, "label", StructureMode::Choice, &all).unwrap(), StructureMode::Json);
+        assert_eq!(
+            StructureSetting::mode(&t.structure, "label", StructureMode::Choice, &all).unwrap(),
+            StructureMode::Json
+        );
         let e = StructureSetting::mode(&t.structure, "rewrite", StructureMode::Grammar, &[StructureMode::None])
             .unwrap_err()
             .to_string();

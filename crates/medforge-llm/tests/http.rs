@@ -467,9 +467,12 @@ async fn structure_is_sent_only_where_configured() {
     ];
     let guided = ["guided_choice", "guided_regex", "guided_json", "guided_grammar"];
     let s = FakeServer::start().await;
-    for api in
-        [StructuredOutputApi::None, StructuredOutputApi::OpenAi, StructuredOutputApi::Vllm, StructuredOutputApi::Medforge]
-    {
+    for api in [
+        StructuredOutputApi::None,
+        StructuredOutputApi::OpenAi,
+        StructuredOutputApi::Vllm,
+        StructuredOutputApi::Medforge,
+    ] {
         let mut c = cfg(&s);
         c.structured_output = api;
         let b = backend(c);

@@ -62,15 +62,19 @@ def check_run(run, mode, band, max_unparseable):
     # model_comparison.csv (a single run: its own base).
     overall = [r for r in csv.DictReader(open(os.path.join(run, "model_comparison.csv"), newline="")) if r["scope"] == "overall"]
     check(len(overall) == 1 and int(overall[0]["n"]) == n and close(overall[0]["accuracy"], acc), f"{run}: model_comparison.csv overall row disagrees")
-    # failed_questions.json: every wrong item, once.
-    fq = json.load(open(os.path.join(run, "failed_questions.json")))
+    # failed_questions_detail.json: every wrong item, once; failed_questions.json: the MedGemma Korean pipeline's top 10.
+    fq = json.load(open(os.path.join(run, "failed_questions_detail.json")))
     wrong = {r["id"] for r in rows if r["correct"] == "0"}
-    check(fq["failed"] == len(wrong) and {q["id"] for q in fq["questions"]} == wrong, f"{run}: failed_questions.json lists {fq['failed']} items, the CSV has {len(wrong)} wrong")
+    check(fq["failed"] == len(wrong) and {q["id"] for q in fq["questions"]} == wrong, f"{run}: failed_questions_detail.json lists {fq['failed']} items, the CSV has {len(wrong)} wrong")
+    top = json.load(open(os.path.join(run, "failed_questions.json")))
+    check(len(top) == min(10, len(wrong)) and all({str(q["question_id"]) for q in top} <= wrong for _ in [0]), f"{run}: failed_questions.json lists {len(top)} questions, want the top {min(10, len(wrong))} of {len(wrong)}")
+    check(all(set(q) == {"question_id", "fail_count", "expected", "last_predicted", "question_preview", "last_failed_step"} for q in top), f"{run}: failed_questions.json is not in the MedGemma Korean pipeline's schema")
     # training_recommendations.json: the subjects below 0.5, lowest first.
     recs = json.load(open(os.path.join(run, "training_recommendations.json")))
     low = [s for s, (k, c) in by_subject.items() if c / k < 0.5]
     check({x["specialty"] for x in recs["low_performing_specialties"]} == set(low[:10]) or len(low) > 10, f"{run}: recommendations name {[x['specialty'] for x in recs['low_performing_specialties']]}, the CSV's subjects below 0.5 are {low}")
     check(recs["overall_performance"]["total_samples_evaluated"] == n, f"{run}: recommendations total_samples_evaluated != {n}")
+    check(set(recs["low_performance_specialties"]) == set(low) and all(v == 0.8 for v in recs["recommended_sample_increases"].values()), f"{run}: the Meerkat keys name {recs['low_performance_specialties']}, the CSV's subjects below 0.5 are {low}")
     print(f"{run}: {mode}: {correct}/{n} correct ({acc:.3f}), {unparseable} unparseable, {errors} errors; report files agree with the CSV")
 
 

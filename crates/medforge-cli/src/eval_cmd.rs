@@ -3,15 +3,26 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, ValueEnum};
+use medforge_curate::format::FormatConfig;
+use medforge_data::formatted::TrainingType;
+use medforge_data::{McqOption, Record, RecordKind};
 use medforge_engine::source::{ModelSource, OpenedModel};
 use medforge_engine::LoadOptions;
+use medforge_eval::failures::FailureTracker;
+use medforge_eval::generate::{
+    attach_key_terms, generate_answers, is_gen_run_dir, load_gen_runs, load_open_items, open_prompt, score_items,
+    summarize_gen, write_gen_report, write_gen_run, GenRun, GenSettings, RecommendationRule, ReferenceField,
+    TextMetrics, UNKNOWN,
+};
 use medforge_eval::metrics::bleu::BleuTokenizer;
+use medforge_eval::metrics::nltk_bleu::Smoothing;
 use medforge_eval::metrics::rouge::{RougeConfig, RougeTokenizer};
 use medforge_eval::perplexity::{missed_targets, write_outputs, TargetsMissed};
-use medforge_eval::report::{load_run, safe_name, summarize, write_report, write_run};
-use medforge_eval::runner::{load_benchmark, run_generation, run_loglik, Benchmark};
+use medforge_eval::report::{load_run, record_failures, safe_name, summarize, write_report, write_run};
+use medforge_eval::runner::{load_benchmark, run_generation, run_generation_with, run_loglik, Benchmark, EvalItem};
 use medforge_eval::score::{read_pairs, read_texts, score, BertScoreOptions, Metric, ScoreOptions};
-use medforge_llm::backend::GenParams;
+use medforge_eval::scores::reasoning_format;
+use medforge_llm::backend::{GenParams, Message};
 
 /// sacrebleu's tokenizers.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -205,46 +216,225 @@ impl ScoreArgs {
     }
 }
 
+/// What `medforge eval` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskArg {
+    /// Multiple-choice accuracy on a benchmark.
+    Mcq,
+    /// Open-ended answers scored against references (the Meerkat pipeline's evaluation).
+    Generate,
+}
+
+/// Which record field holds the reference answer (generate).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReferenceArg {
+    /// `answer` for open questions, `response` (PubMedQA's long answer) for multiple-choice rows.
+    Auto,
+    Answer,
+    Response,
+}
+
+/// The role of a generation run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Base,
+    Finetuned,
+}
+
 /// Arguments of `medforge eval`.
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
     medforge eval --endpoint http://localhost:8000/v1 --model smollm2 --benchmark medqa \\\n      \
     --data ../shared/data/medqa/US/4_options/dev.jsonl --limit 200\n  \
-    medforge eval --endpoint http://localhost:8000/v1 --model smollm2 --benchmark kormedmcqa \\\n      \
-    --data data/kormedmcqa/doctor/test.csv --mode loglik\n\n\
-    --mode gen asks the model (chat completions) and extracts the letter: reasoning blocks stripped,\n\
-    then \"answer is X\", \"정답: X\", a lone letter, the first option letter, the option text; answers\n\
-    that fit none are counted as unparseable (and wrong), never guessed. --mode loglik ranks the options\n\
-    by log-likelihood through /v1/completions with echo + logprobs. The run folder gets\n\
-    {model}_results.csv, specialty_performance.csv, model_comparison.csv, failed_questions.json,\n\
-    training_recommendations.json, PNG charts and report.html. Compare runs with `medforge report`.")]
+    medforge eval --model-path base.gguf --benchmark kormedmcqa --data data/kormedmcqa/doctor/test.csv \\\n      \
+    --format-config format.toml --training-type letter --target 0.9\n  \
+    medforge eval --task generate --model-path base.gguf --adapter out/lora --with-base \\\n      \
+    --data out/run/splits/holdout.jsonl --bertscore-model all-MiniLM-L6-v2\n\n\
+    --task mcq (default): --mode gen asks the model (chat completions) and extracts the letter: reasoning\n\
+    blocks stripped, then \"answer is X\", \"정답: X\", a lone letter, the first option letter, the option\n\
+    text; answers that fit none are counted as unparseable (and wrong), never guessed. --mode loglik ranks\n\
+    the options by log-likelihood. The run folder gets {model}_results.csv, specialty_performance.csv,\n\
+    model_comparison.csv, failed_questions.json (the MedGemma Korean pipeline's top 10; its history and\n\
+    medforge's detail beside it), division_report.json (items with divisions), training_recommendations.json,\n\
+    PNG charts and report.html.\n\n\
+    --task generate: the model answers each question with a reference (a splits/holdout.jsonl or eval.jsonl,\n\
+    MedQuAD, specialty JSON, PubMedQA long answers: any file a data preset reads) with the Meerkat pipeline's\n\
+    settings (512 new tokens, temperature 0.1); every answer is scored with nltk BLEU-1..4, ROUGE-1/2/L,\n\
+    METEOR, exact match, token F1 and BERTScore (with --bertscore-model). The folder gets\n\
+    {base,finetuned}_model_results.csv, model_comparison.csv (paired improvements with CIs),\n\
+    specialty_performance.csv, specialty_analysis.png, model_comparison.png, report.html and the Meerkat\n\
+    pipeline's training_recommendations.json, which `medforge split update` consumes. Base and fine-tuned:\n\
+    --adapter with --with-base in one command, or two runs (--role) joined by `medforge report`.\n\n\
+    --format-config and --training-type ask with the prompt the model was trained on (the `format` stage's\n\
+    system prompts and user turn). --target exits with status 3 below the target (accuracy for mcq, the\n\
+    recommendation metric's mean for generate), for loop drivers and CI.")]
 pub struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// The benchmark (its data preset reads --data).
-    #[arg(long, value_enum)]
-    benchmark: BenchmarkArg,
-    /// The benchmark file or folder (read with the benchmark's data preset).
+    /// mcq: multiple-choice accuracy; generate: open-ended answers against references.
+    #[arg(long, value_enum, default_value = "mcq")]
+    task: TaskArg,
+    /// The benchmark (its data preset reads --data); required for --task mcq.
+    #[arg(long, value_enum, required_if_eq("task", "mcq"))]
+    benchmark: Option<BenchmarkArg>,
+    /// The benchmark or dataset file or folder.
     #[arg(long)]
     data: PathBuf,
+    /// generate: the data preset that reads --data (default: chosen from the path; medforge JSONL as is).
+    #[arg(long)]
+    preset: Option<String>,
     /// gen: generate and read the letter; loglik: rank the options by log-likelihood.
     #[arg(long, value_enum, default_value = "gen")]
     mode: ModeArg,
     /// Evaluate only the first N items.
     #[arg(long)]
     limit: Option<usize>,
-    /// Run folder (default out/eval/{model}_{benchmark}_{mode}).
+    /// Run folder (default out/eval/{model}_{benchmark}_{mode}, or out/eval/{model}_generate).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Generation budget per answer.
     #[arg(long, default_value_t = 512)]
     max_tokens: u32,
-    /// Training step of this checkpoint (for the accuracy-over-steps chart).
+    /// Sampling temperature (default 0 for mcq, the Meerkat pipeline's 0.1 for generate).
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Sampling seed sent with every request (reproducible sampled answers).
+    #[arg(long)]
+    sample_seed: Option<u64>,
+    /// The `format` stage's settings (a TOML file of its keys, or of a `[format]` table): test prompts then use
+    /// its system prompts and user turn for --training-type.
+    #[arg(long)]
+    format_config: Option<PathBuf>,
+    /// The training type whose prompt to ask with: text, text_reasoning, letter, letter_reasoning (or 1-4).
+    /// Default with --format-config: letter for mcq, text for generate.
+    #[arg(long)]
+    training_type: Option<String>,
+    /// Exit with status 3 when the result is below this (mcq accuracy or the generate recommendation metric, 0-1).
+    #[arg(long)]
+    target: Option<f64>,
+    /// mcq: also score each answer with the MedGemma Korean reasoning score (correct 2/3 + format 1/3; a wrong
+    /// answer with good reasoning 1/4).
+    #[arg(long)]
+    reasoning_score: bool,
+    /// Continue a failed-question history across runs (a failed_questions.json; its history file sits beside it).
+    #[arg(long)]
+    failures: Option<PathBuf>,
+    /// Training step of this checkpoint (for the accuracy-over-steps chart and the failure history).
     #[arg(long)]
     step: Option<u64>,
     /// Bootstrap seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    #[command(flatten)]
+    generate: GenerateArgs,
+}
+
+/// Options of `--task generate`.
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// The record field that holds the reference answer.
+    #[arg(long, value_enum, default_value = "auto")]
+    reference: ReferenceArg,
+    /// Group items by this record field or metadata key (default: specialty, division, then metadata
+    /// specialty/subject/category); items with none are counted under UNKNOWN.
+    #[arg(long)]
+    group_by: Option<String>,
+    /// The role of this run's model (default: finetuned with --adapter, else base).
+    #[arg(long, value_enum)]
+    role: Option<RoleArg>,
+    /// With --model-path and --adapter: evaluate the base model too, in the same folder.
+    #[arg(long, requires = "adapter")]
+    with_base: bool,
+    /// BERTScore encoder folder (default $MEDFORGE_BERTSCORE_MODEL); without one the BERTScore columns are left out.
+    #[arg(long)]
+    bertscore_model: Option<PathBuf>,
+    /// WordNet dict folder for METEOR's synonym stage.
+    #[arg(long)]
+    wordnet: Option<PathBuf>,
+    /// nltk BLEU smoothing: method0..method4.
+    #[arg(long, default_value = "method1")]
+    bleu_smoothing: String,
+    /// Also compute the MedGemma Korean type-4 score (key terms from the records or --key-terms).
+    #[arg(long)]
+    type4: bool,
+    /// Key terms for --type4: one per line (every item), or a JSON object {id: [terms]}.
+    #[arg(long)]
+    key_terms: Option<PathBuf>,
+    /// Also score hierarchy compliance (the rewrite validator's parser; depth >= 3, <= 5 items per parent).
+    #[arg(long)]
+    hierarchy: bool,
+    /// ROUGE tokenizer (unicode for Korean).
+    #[arg(long, value_enum, default_value = "reference")]
+    rouge_tokenizer: RougeTokenizerArg,
+    /// The per-specialty metric recommendations key on.
+    #[arg(long, default_value = "token_f1")]
+    rec_metric: String,
+    /// Specialties whose mean is below this are recommended more data.
+    #[arg(long, default_value_t = 0.5)]
+    rec_threshold: f64,
+    /// Their new training share (the fraction of their non-holdout rows `split update` draws).
+    #[arg(long, default_value_t = 0.8)]
+    rec_share: f64,
+}
+
+impl GenerateArgs {
+    fn rule(&self) -> Result<RecommendationRule> {
+        if !(0.0..=1.0).contains(&self.rec_share) {
+            bail!("--rec-share {}: a training share between 0 and 1", self.rec_share);
+        }
+        Ok(RecommendationRule { metric: self.rec_metric.clone(), threshold: self.rec_threshold, share: self.rec_share })
+    }
+}
+
+/// The `format` settings a test prompt is built with, and the type to ask as.
+struct TestPrompt {
+    formatter: medforge_curate::format::Formatter,
+    training_type: TrainingType,
+}
+
+impl TestPrompt {
+    fn load(path: Option<&Path>, training_type: Option<&str>, default: TrainingType) -> Result<Option<TestPrompt>> {
+        let t = match training_type {
+            Some(s) => TrainingType::parse(s).ok_or_else(|| {
+                anyhow!("--training-type {s}: use text, text_reasoning, letter, letter_reasoning or 1-4")
+            })?,
+            None => default,
+        };
+        let config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+                let v: toml::Value = toml::from_str(&text).map_err(|e| anyhow!("{}: not TOML: {e}", p.display()))?;
+                let table = v.get("format").cloned().unwrap_or(v);
+                table.try_into::<FormatConfig>().map_err(|e| anyhow!("{}: format settings: {e}", p.display()))?
+            }
+            None if training_type.is_some() => FormatConfig::default(),
+            None => return Ok(None),
+        };
+        let formatter = medforge_curate::format::Formatter::new(&config)?;
+        Ok(Some(TestPrompt { formatter, training_type: t }))
+    }
+
+    fn messages(&self, r: &Record) -> Vec<Message> {
+        self.formatter
+            .test_prompt(r, self.training_type)
+            .into_iter()
+            .map(|m| match m.role.as_str() {
+                "system" => Message::system(m.content),
+                _ => Message::user(m.content),
+            })
+            .collect()
+    }
+}
+
+/// An MCQ item as a record, for the `format` stage's user turn.
+fn item_record(item: &EvalItem) -> Record {
+    let mut r = Record::new(item.id.clone(), "eval", RecordKind::Mcq, item.question.clone());
+    r.context = item.context.clone();
+    r.options = item.choices.iter().map(|(l, t)| McqOption { letter: l.to_string(), text: t.clone() }).collect();
+    r
 }
 
 /// Where the model is: an OpenAI-compatible endpoint, or a local file for the in-process engine.
@@ -301,11 +491,16 @@ impl ModelArgs {
 
 impl EvalArgs {
     pub fn run(self) -> Result<()> {
-        let bench = Benchmark::from(self.benchmark);
+        if self.task == TaskArg::Generate {
+            return self.run_generate();
+        }
+        let bench = Benchmark::from(self.benchmark.expect("clap requires --benchmark for mcq"));
         let mode = match self.mode {
             ModeArg::Gen => "gen",
             ModeArg::Loglik => "loglik",
         };
+        let test_prompt =
+            TestPrompt::load(self.format_config.as_deref(), self.training_type.as_deref(), TrainingType::Letter)?;
         let OpenedModel { name: model, chat: backend, scorer, concurrency } = self.model.open()?;
         let items = load_benchmark(bench, &self.data, self.limit)?;
         eprintln!("{}: {} items from {}", bench.name(), items.len(), self.data.display());
@@ -313,10 +508,25 @@ impl EvalArgs {
         let bars = crate::progress::Bars::new();
         let label = if mode == "gen" { "questions" } else { "options" };
         let progress = |done: u64, total: u64| bars.update(label, done, total, None);
-        let results = if mode == "gen" {
-            let params = GenParams { max_tokens: Some(self.max_tokens), temperature: Some(0.0), ..Default::default() };
-            rt.block_on(run_generation(backend, &items, bench.korean(), params, concurrency, &progress))
+        let mut results = if mode == "gen" {
+            let params = GenParams {
+                max_tokens: Some(self.max_tokens),
+                temperature: Some(self.temperature.unwrap_or(0.0)),
+                top_p: self.top_p,
+                seed: self.sample_seed,
+                ..Default::default()
+            };
+            match &test_prompt {
+                Some(tp) => {
+                    let prompts = items.iter().map(|i| tp.messages(&item_record(i))).collect();
+                    rt.block_on(run_generation_with(backend, &items, prompts, params, concurrency, &progress))
+                }
+                None => rt.block_on(run_generation(backend, &items, bench.korean(), params, concurrency, &progress)),
+            }
         } else {
+            if test_prompt.is_some() {
+                eprintln!("note: --mode loglik scores the options after medforge's own prompt; --format-config applies to --mode gen");
+            }
             rt.block_on(run_loglik(scorer, &items, bench.korean(), concurrency, &progress))
         };
         bars.finish();
@@ -324,11 +534,26 @@ impl EvalArgs {
         if errors == results.len() {
             bail!("every request failed; the first error: {}", results[0].detail);
         }
+        if self.reasoning_score {
+            for (r, item) in results.iter_mut().zip(&items) {
+                r.reasoning_score = Some(reasoning_format(&r.prediction, item.choices.len(), r.correct).score);
+            }
+        }
         let run = summarize(&model, bench.name(), mode, results, self.step, self.seed);
         let out = self.out.clone().unwrap_or_else(|| {
             PathBuf::from("out/eval").join(format!("{}_{}_{mode}", safe_name(&model), bench.name()))
         });
         let files = write_run(&out, &run)?;
+        if let Some(history) = &self.failures {
+            // Continue the history across runs; this run's folder gets the merged top 10.
+            let mut tracker = FailureTracker::load(history)?;
+            let step = self
+                .step
+                .unwrap_or_else(|| tracker.top(usize::MAX).iter().map(|q| q.last_failed_step + 1).max().unwrap_or(0));
+            record_failures(&mut tracker, &run, step);
+            tracker.write(history)?;
+            tracker.write(&out.join("failed_questions.json"))?;
+        }
         let a = run.summary.accuracy;
         println!(
             "{model} on {} ({}): accuracy {:.1}% (95% CI {:.1}–{:.1}%), {}/{} correct, {} unparseable, {} errors",
@@ -342,8 +567,166 @@ impl EvalArgs {
             run.summary.unparseable,
             run.summary.errors
         );
+        if self.reasoning_score {
+            let v: Vec<f64> = run.items.iter().filter_map(|i| i.reasoning_score).collect();
+            println!("reasoning score (MedGemma Korean): {:.3}", v.iter().sum::<f64>() / v.len().max(1) as f64);
+        }
         println!("wrote {} files to {} (open report.html)", files.len(), out.display());
-        Ok(())
+        check_target(self.target, "accuracy", a.accuracy)
+    }
+
+    fn run_generate(self) -> Result<()> {
+        let g = &self.generate;
+        let rule = g.rule()?;
+        let smoothing = Smoothing::parse(&g.bleu_smoothing)
+            .ok_or_else(|| anyhow!("--bleu-smoothing {}: use method0..method4", g.bleu_smoothing))?;
+        let test_prompt =
+            TestPrompt::load(self.format_config.as_deref(), self.training_type.as_deref(), TrainingType::Text)?;
+        let field = match g.reference {
+            ReferenceArg::Auto => ReferenceField::Auto,
+            ReferenceArg::Answer => ReferenceField::Answer,
+            ReferenceArg::Response => ReferenceField::Response,
+        };
+        let mut loaded = load_open_items(&self.data, self.preset.as_deref(), field, g.group_by.as_deref(), self.limit)?;
+        if let Some(k) = &g.key_terms {
+            attach_key_terms(&mut loaded.items, k)?;
+        }
+        let items = loaded.items;
+        eprintln!(
+            "{} items with references from {} ({} records without a reference skipped, {} items without a specialty              grouped as UNKNOWN)",
+            items.len(),
+            self.data.display(),
+            loaded.no_reference,
+            items.iter().filter(|i| i.specialty == UNKNOWN).count()
+        );
+        let records: Vec<Record> = items
+            .iter()
+            .map(|i| {
+                let mut r = Record::new(i.id.clone(), "eval", RecordKind::OpenQa, i.question.clone());
+                r.context = i.context.clone();
+                r
+            })
+            .collect();
+        let prompts = |tp: &Option<TestPrompt>| -> Vec<Vec<Message>> {
+            match tp {
+                Some(tp) => records.iter().map(|r| tp.messages(r)).collect(),
+                None => items.iter().map(open_prompt).collect(),
+            }
+        };
+        let temperature = self.temperature.unwrap_or(0.1);
+        let params = GenParams {
+            max_tokens: Some(self.max_tokens),
+            temperature: Some(temperature),
+            top_p: self.top_p,
+            seed: self.sample_seed,
+            ..Default::default()
+        };
+        let settings =
+            GenSettings { max_tokens: self.max_tokens, temperature, top_p: self.top_p, seed: self.sample_seed };
+        let bertscore = g
+            .bertscore_model
+            .clone()
+            .or_else(|| std::env::var_os("MEDFORGE_BERTSCORE_MODEL").map(PathBuf::from))
+            .map(|model| BertScoreOptions { model, layer: None, idf: false, batch_size: 64 });
+        if bertscore.is_none() {
+            eprintln!(
+                "note: no BERTScore encoder (--bertscore-model or $MEDFORGE_BERTSCORE_MODEL): BERTScore left out"
+            );
+        }
+        let metrics = TextMetrics {
+            smoothing,
+            rouge: RougeConfig { stemmer: true, tokenizer: g.rouge_tokenizer.into() },
+            wordnet: g.wordnet.clone(),
+            bertscore: bertscore.clone(),
+            type4: g.type4,
+            hierarchy: g.hierarchy,
+            ..Default::default()
+        };
+        let key_terms: Vec<Vec<String>> = items.iter().map(|i| i.key_terms.clone()).collect();
+        let role = g.role.unwrap_or(if self.model.adapter.is_some() { RoleArg::Finetuned } else { RoleArg::Base });
+        let mut plan: Vec<(RoleArg, ModelSource)> = Vec::new();
+        let source = self.model.source()?;
+        if g.with_base {
+            if let ModelSource::Local { path, load } = &source {
+                let base = LoadOptions { adapter: None, ..load.clone() };
+                plan.push((RoleArg::Base, ModelSource::Local { path: path.clone(), load: base }));
+            }
+        }
+        plan.push((if g.with_base { RoleArg::Finetuned } else { role }, source));
+        let mut runs = Vec::new();
+        let mut out_dir = self.out.clone();
+        let rt = medforge_llm::client::runtime()?;
+        for (role, source) in plan {
+            let role = if role == RoleArg::Base { "base" } else { "finetuned" };
+            let OpenedModel { name: model, chat, concurrency, .. } = source.open()?;
+            let out = out_dir
+                .get_or_insert_with(|| PathBuf::from("out/eval").join(format!("{}_generate", safe_name(&model))))
+                .clone();
+            let bars = crate::progress::Bars::new();
+            let progress = |done: u64, total: u64| bars.update(&format!("{role} answers"), done, total, None);
+            let t0 = std::time::Instant::now();
+            let mut answered = rt.block_on(generate_answers(
+                chat,
+                &items,
+                prompts(&test_prompt),
+                params.clone(),
+                concurrency,
+                &progress,
+            ));
+            bars.finish();
+            let generate_s = t0.elapsed().as_secs_f64();
+            let errors = answered.iter().filter(|i| i.error.is_some()).count();
+            if errors == answered.len() {
+                bail!("every request failed; the first error: {}", answered[0].error.clone().unwrap_or_default());
+            }
+            let t1 = std::time::Instant::now();
+            let wordnet = score_items(&mut answered, &key_terms, &metrics)?;
+            let score_s = t1.elapsed().as_secs_f64();
+            let run = summarize_gen(
+                &model,
+                role,
+                &self.data.display().to_string(),
+                answered,
+                settings.clone(),
+                wordnet,
+                bertscore.as_ref().map(|b| b.model.display().to_string()),
+                self.seed,
+                (generate_s, score_s),
+            );
+            write_gen_run(&out, &run)?;
+            print_gen_summary(&run);
+            eprintln!("{role}: generation {generate_s:.1} s, scoring {score_s:.1} s");
+            runs.push(run);
+        }
+        let out = out_dir.expect("one run at least");
+        // A folder that already holds the other role (an earlier run) is reported together.
+        let all = load_gen_runs(&out)?;
+        let files = write_gen_report(&out, &all, &rule)?;
+        println!("wrote {} report files to {} (open report.html)", files.len(), out.display());
+        let last = runs.last().expect("one run at least");
+        let key = last.summary.metrics.get(&rule.metric).map_or(0.0, |m| m.mean);
+        check_target(self.target, &rule.metric, key)
+    }
+}
+
+fn print_gen_summary(run: &GenRun) {
+    println!("{} ({}), {} items, {} errors:", run.summary.model, run.summary.role, run.summary.n, run.summary.errors);
+    for (k, m) in &run.summary.metrics {
+        if k != "answer_chars" {
+            println!("  {k:<20} {:.4}  (95% CI {:.4}–{:.4})", m.mean, m.ci_low, m.ci_high);
+        }
+    }
+}
+
+/// A result below `--target` is status 3 (a result, not a failure).
+fn check_target(target: Option<f64>, what: &str, value: f64) -> Result<()> {
+    match target {
+        Some(t) if value < t => Err(TargetsMissed(vec![format!("{what} {value:.4} < target {t}")]).into()),
+        Some(t) => {
+            println!("target met: {what} {value:.4} >= {t}");
+            Ok(())
+        }
+        None => Ok(()),
     }
 }
 
@@ -351,7 +734,8 @@ impl EvalArgs {
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
     medforge report out/eval/base_medqa_gen out/eval/finetuned_medqa_gen\n  \
-    medforge report runs/step100 runs/step200 runs/step300 --out runs/report\n\n\
+    medforge report runs/step100 runs/step200 runs/step300 --out runs/report\n  \
+    medforge report out/eval/base_generate out/eval/finetuned_generate --out out/eval/compare\n\n\
     The first run is the base: model_comparison.csv gives every run's accuracy and its paired delta\n\
     against the base with 95% bootstrap CIs; failed_questions.json counts failures across the runs;\n\
     runs evaluated with --step draw the accuracy-over-steps chart.")]
@@ -362,13 +746,43 @@ pub struct ReportArgs {
     /// Where to write the report (default: a `report` folder beside the last run).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Generation runs: the per-specialty metric recommendations key on.
+    #[arg(long, default_value = "token_f1")]
+    rec_metric: String,
+    /// Generation runs: specialties below this get more data.
+    #[arg(long, default_value_t = 0.5)]
+    rec_threshold: f64,
+    /// Generation runs: their new training share.
+    #[arg(long, default_value_t = 0.8)]
+    rec_share: f64,
 }
 
 impl ReportArgs {
     pub fn run(self) -> Result<()> {
-        let runs = self.runs.iter().map(|d| load_run(d)).collect::<std::result::Result<Vec<_>, _>>()?;
         let last = self.runs.last().expect("clap requires one");
         let out = self.out.clone().unwrap_or_else(|| last.parent().unwrap_or(Path::new(".")).join("report"));
+        let gen: Vec<bool> = self.runs.iter().map(|d| is_gen_run_dir(d)).collect();
+        if gen.iter().any(|g| *g) {
+            if !gen.iter().all(|g| *g) {
+                bail!("medforge report: mix of generation and MCQ run folders; report each kind on its own");
+            }
+            let mut runs = Vec::new();
+            for d in &self.runs {
+                runs.extend(load_gen_runs(d)?);
+            }
+            let rule = RecommendationRule {
+                metric: self.rec_metric.clone(),
+                threshold: self.rec_threshold,
+                share: self.rec_share,
+            };
+            let files = write_gen_report(&out, &runs, &rule)?;
+            for r in &runs {
+                print_gen_summary(r);
+            }
+            println!("wrote {} files to {} (open report.html)", files.len(), out.display());
+            return Ok(());
+        }
+        let runs = self.runs.iter().map(|d| load_run(d)).collect::<std::result::Result<Vec<_>, _>>()?;
         let files = write_report(&out, &runs)?;
         for r in &runs {
             let a = r.summary.accuracy;

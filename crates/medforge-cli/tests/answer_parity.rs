@@ -33,6 +33,7 @@ fn difficulty_and_eval_read_every_output_alike() {
             choices: options.iter().enumerate().map(|(i, t)| (letter(i), t.clone())).collect(),
             answer: 'A',
             subject: "fixture".into(),
+            division: None,
         };
         let output = c["output"].as_str().expect("output");
         let curation = read_base_answer(output, &record);

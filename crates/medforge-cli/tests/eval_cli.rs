@@ -44,13 +44,15 @@ fn score_reports_every_metric() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("WordNet not found"));
     assert_eq!(std::fs::read_to_string(&per).expect("per").lines().count(), 2);
     let ko = tmp.path().join("ko.jsonl");
-    std::fs::write(&ko, "\"<reasoning>\\n첫째, 환자는 흉통을 호소한다.\\n</reasoning>\"\n").expect("w");
+    std::fs::write(&ko, "\"<reasoning>\\n첫째: 환자는 흉통을 호소한다.\\n</reasoning>B\"\n").expect("w");
+    let ko_ref = tmp.path().join("ko_ref.jsonl");
+    std::fs::write(&ko_ref, "\"B\"\n").expect("w");
     let terms = tmp.path().join("terms.txt");
     std::fs::write(&terms, "흉통\n").expect("w");
     let out = medforge(&[
         "score",
         "--refs",
-        ko.to_str().expect("u"),
+        ko_ref.to_str().expect("u"),
         "--hyps",
         ko.to_str().expect("u"),
         "--metrics",
@@ -126,7 +128,7 @@ async fn eval_and_report_write_every_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(rep.join("accuracy_over_steps.png").is_file());
     let fq: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(rep.join("failed_questions.json")).expect("fq")).expect("json");
+        serde_json::from_slice(&std::fs::read(rep.join("failed_questions_detail.json")).expect("fq")).expect("json");
     assert_eq!(fq["evaluations"], serde_json::json!(2));
 
     // A model file that is not there: the error names it.
@@ -296,4 +298,128 @@ fn perplexity_per_training_type_with_targets() {
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("train.jsonl:2") && err.contains("completion"), "{err}");
+}
+
+/// The Meerkat loop through the CLI: split the records, generate answers on the holdout as base and as fine-tuned
+/// (two runs joined by `report`), and feed the recommendations to `split update`: holdout and eval stay
+/// byte-identical and the weak specialty's training share becomes the recommended one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_eval_recommends_and_split_update_consumes() {
+    let server = FakeServer::start().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    // The fake model answers "REPLY:x" with x: cardiology gets its reference back, neurology a wrong answer.
+    let mut rows = String::new();
+    for i in 0..30 {
+        let (spec, reference, reply) = if i % 2 == 0 {
+            (
+                "cardiology",
+                format!("beta blockers lower the heart rate in case {i}"),
+                format!("beta blockers lower the heart rate in case {i}"),
+            )
+        } else {
+            ("neurology", format!("levodopa treats parkinson disease in case {i}"), "no idea".to_string())
+        };
+        rows.push_str(
+            &serde_json::json!({"id": format!("q{i}"), "source": "test", "kind": "open_qa",
+                "question": format!("REPLY:{reply}"), "answer": reference, "specialty": spec})
+            .to_string(),
+        );
+        rows.push('\n');
+    }
+    let data = tmp.path().join("records.jsonl");
+    std::fs::write(&data, rows).expect("w");
+    let cfg = tmp.path().join("split.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[run]\nname = \"split\"\noutput = \"{}\"\nseed = 7\n[[inputs]]\npath = \"{}\"\npreset = \"medforge\"\n\
+             [[stages]]\nstage = \"split\"\nholdout_per_specialty = 4\ntrain_fraction = 0.3\n[output]\nformats = [\"jsonl\"]\n",
+            tmp.path().join("out").display(),
+            data.display()
+        ),
+    )
+    .expect("w");
+    let o = medforge(&["curate", "--config", cfg.to_str().expect("u")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let splits = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string()).join("splits");
+    let holdout = splits.join("holdout.jsonl");
+
+    let (base, ft) = (tmp.path().join("base"), tmp.path().join("ft"));
+    for (dir, role, temp) in [(&base, "base", "0.1"), (&ft, "finetuned", "0.7")] {
+        let o = medforge(&[
+            "eval",
+            "--task",
+            "generate",
+            "--endpoint",
+            &server.base_url(),
+            "--model",
+            "fake",
+            "--data",
+            holdout.to_str().expect("u"),
+            "--role",
+            role,
+            "--temperature",
+            temp,
+            "--out",
+            dir.to_str().expect("u"),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(dir.join(format!("{role}_model_results.csv")).is_file());
+    }
+    let rep = tmp.path().join("rep");
+    let o =
+        medforge(&["report", base.to_str().expect("u"), ft.to_str().expect("u"), "--out", rep.to_str().expect("u")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "model_comparison.csv",
+        "specialty_performance.csv",
+        "specialty_analysis.png",
+        "model_comparison.png",
+        "training_recommendations.json",
+        "report.html",
+    ] {
+        assert!(rep.join(f).is_file(), "{f}");
+    }
+    let cmp = std::fs::read_to_string(rep.join("model_comparison.csv")).expect("cmp");
+    let row = cmp.lines().find(|l| l.starts_with("overall,,token_f1,")).expect("token_f1 row");
+    assert!(row.ends_with(",8"), "paired over the 8 holdout items: {row}");
+    let recs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rep.join("training_recommendations.json")).expect("r")).expect("json");
+    assert_eq!(recs["low_performance_specialties"], serde_json::json!(["neurology"]));
+    assert_eq!(recs["recommended_sample_increases"]["neurology"], serde_json::json!(0.8));
+    assert!(recs["overall_improvement"]["rougeL"].is_number());
+
+    let frozen: Vec<Vec<u8>> =
+        ["holdout.jsonl", "eval.jsonl"].iter().map(|f| std::fs::read(splits.join(f)).expect("r")).collect();
+    let u = medforge(&[
+        "split",
+        "update",
+        "--splits",
+        splits.to_str().expect("u"),
+        "--recommendations",
+        rep.join("training_recommendations.json").to_str().expect("u"),
+    ]);
+    assert!(u.status.success(), "{}", String::from_utf8_lossy(&u.stderr));
+    for (f, old) in ["holdout.jsonl", "eval.jsonl"].iter().zip(&frozen) {
+        assert_eq!(&std::fs::read(splits.join(f)).expect("r"), old, "{f} changed");
+    }
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(splits.join("dataset_stats.json")).expect("s")).expect("json");
+    // 15 neurology rows, 4 held out: 11 non-holdout; share 0.8 -> floor(8.8) = 8 drawn for train + eval.
+    assert_eq!(stats["samples_per_specialty"]["neurology"], serde_json::json!(8));
+    assert_eq!(stats["samples_per_specialty"]["cardiology"], serde_json::json!(3), "not recommended: unchanged");
+
+    // A recommendations file of another schema is an error, not a silent no-op.
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, r#"{"weak": ["neurology"]}"#).expect("w");
+    let u = medforge(&[
+        "split",
+        "update",
+        "--splits",
+        splits.to_str().expect("u"),
+        "--recommendations",
+        bad.to_str().expect("u"),
+    ]);
+    assert!(!u.status.success());
+    assert!(String::from_utf8_lossy(&u.stderr).contains("unknown schema"), "{}", String::from_utf8_lossy(&u.stderr));
 }

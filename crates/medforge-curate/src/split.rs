@@ -250,7 +250,9 @@ impl SplitPlan {
 /// Grow the train split of recommended specialties from the pool; holdout and eval are kept as they
 /// are (same ids, same order).
 ///
-/// For `Target::Increase(f)` the rows drawn for training (train + eval) grow by `f`, as the Meerkat pipeline's
+/// For `Target::Share(p)` (the Meerkat pipeline's `recommended_sample_increases`) the rows drawn for training
+/// become `floor(p * (train + eval + pool))` of the specialty, as `plan_splits` draws `train_fraction`, and
+/// `p` is recorded as the specialty's fraction in the plan's options. For `Target::Increase(f)` the rows drawn for training (train + eval) grow by `f`, as the Meerkat pipeline's
 /// raised percentage would: `train_target = ceil((train + eval) * (1 + f)) - eval`, and at least one
 /// more row when `f > 0`. `Target::Samples(n)` asks for `n` train rows. Rows come from the front of
 /// the specialty's pool, which is already in seeded-shuffle order, so the choice is random yet
@@ -295,6 +297,7 @@ pub fn update(plan: &SplitPlan, records: &[Record], recommendations: &Recommenda
     let mut unmatched = Vec::new();
     let mut moved_ids: Vec<String> = Vec::new();
     let targets = recommendations.targets();
+    let mut shares: BTreeMap<String, f64> = BTreeMap::new();
     for s in &specialties {
         let Some((target, reason)) =
             targets.iter().find(|(k, _)| norm_specialty(k) == norm_specialty(s)).map(|(_, v)| v)
@@ -306,6 +309,14 @@ pub fn update(plan: &SplitPlan, records: &[Record], recommendations: &Recommenda
         let available = pool_of.get(s).map_or(&[][..], Vec::as_slice);
         let train_target = match *target {
             Target::Samples(n) => n,
+            // The Meerkat pipeline's new training percentage over the non-holdout rows, as `plan_splits` draws it;
+            // eval keeps its rows, so train gets the rest of the drawn share.
+            Target::Share(share) => {
+                let rest = train + eval + available.len();
+                let drawn = ((rest as f64 * share + EPS).floor() as usize).min(rest);
+                shares.insert(s.to_string(), share);
+                drawn.saturating_sub(eval)
+            }
             Target::Increase(f) => {
                 let grown = ((train + eval) as f64 * (1.0 + f) - EPS).ceil().max(0.0) as usize;
                 let t = grown.saturating_sub(eval);
@@ -341,6 +352,8 @@ pub fn update(plan: &SplitPlan, records: &[Record], recommendations: &Recommenda
     let mut next = plan.clone();
     next.train.extend(moved_ids.iter().cloned());
     next.pool = pool;
+    // A share is the specialty's training fraction from now on (a later `plan_splits` with these options agrees).
+    next.options.specialty_fractions.extend(shares);
     next.updates.push(PlanUpdate { round: plan.updates.len() + 1, changes, unmatched, new_rows: new_ids.len() });
     Ok(next)
 }
@@ -586,6 +599,38 @@ mod tests {
 
         // Updating again is deterministic.
         assert_eq!(update(&loaded, &recs, &meerkat_recommendations()).unwrap(), next);
+    }
+
+    /// The Meerkat pipeline's own file: the share becomes the specialty's training fraction; holdout and eval files
+    /// stay byte-identical.
+    #[test]
+    fn meerkat_shares_become_the_train_fraction() {
+        let recs = rows(&[("Cardiology", 60), ("neurology", 60)]);
+        let plan = plan_splits(&recs, &opts()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_splits(dir.path(), &plan, &recs).unwrap();
+        let frozen = ["holdout.jsonl", "eval.jsonl", "holdout_dataset/data-00000-of-00001.arrow"];
+        let old: Vec<Vec<u8>> = frozen.iter().map(|f| std::fs::read(dir.path().join(f)).unwrap()).collect();
+        let recs_path = dir.path().join("training_recommendations.json");
+        std::fs::write(
+            &recs_path,
+            r#"{"low_performance_specialties": ["Neurology"], "recommended_sample_increases": {"Neurology": 0.8},
+                "overall_improvement": {"rougeL": -0.01, "bertscore_f1": 0.002}}"#,
+        )
+        .unwrap();
+        let next = update(&plan, &recs, &Recommendations::load(&recs_path).unwrap()).unwrap();
+        let after = write_splits(dir.path(), &next, &recs).unwrap();
+        for (f, bytes) in frozen.iter().zip(&old) {
+            assert_eq!(&std::fs::read(dir.path().join(f)).unwrap(), bytes, "{f} changed");
+        }
+        // 55 non-holdout rows; share 0.8 -> 44 drawn; eval keeps its 3 -> 41 train.
+        let non_holdout = 60 - 5;
+        let drawn = after.train_per_specialty["neurology"] + after.eval_per_specialty["neurology"];
+        assert_eq!(drawn, (non_holdout as f64 * 0.8).floor() as usize);
+        assert_eq!(after.eval_per_specialty["neurology"], 3);
+        assert_eq!(after.train_per_specialty["Cardiology"], 13, "not recommended: unchanged");
+        assert_eq!(next.options.specialty_fractions["neurology"], 0.8);
+        assert!(next.updates[0].changes["neurology"].reason.contains("recommended_sample_increases = 0.8"));
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! `training_recommendations.json`: what an evaluation recommends for the next training round, in the Meerkat
 //! progressive pipeline's format. `medforge eval`/`report` write it ([`Recommendations`] built from results) and
 //! `medforge split update` reads it ([`Recommendations::targets`]); this module owns the file.
+//!
+//! The Meerkat pipeline's document gives the file as
+//! `{low_performance_specialties: [..], recommended_sample_increases: {specialty: share}, overall_improvement: {..}}`,
+//! where a share is the specialty's new training percentage (`0.8` = draw 80% of its non-holdout rows), the value
+//! its `update_training_data` takes. Those three keys are the file's primary form. The older per-specialty form
+//! (`low_performing_specialties` objects and `recommended_actions`, medforge's richer report) is read too; a file
+//! with neither is an error, never a silent no-op.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -108,6 +115,19 @@ fn yes() -> bool {
 /// the worst five; only entries that carry an amount change the split. Unknown keys are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recommendations {
+    /// The Meerkat pipeline's list of weak specialties (names).
+    #[serde(default)]
+    pub low_performance_specialties: Vec<String>,
+    /// The Meerkat pipeline's new training share per specialty (`0.8` = 80% of its non-holdout rows).
+    #[serde(default)]
+    pub recommended_sample_increases: BTreeMap<String, f64>,
+    /// The Meerkat pipeline's change of the headline metrics against the base model (`rougeL`, `bertscore_f1`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overall_improvement: BTreeMap<String, f64>,
+    /// What this evaluation keyed on, its threshold and the share it recommends (medforge's note, not read back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criteria: Option<serde_json::Value>,
+    /// medforge's per-specialty detail (score, sample count, improvement); the older form `split update` also reads.
     #[serde(default)]
     pub low_performing_specialties: Vec<LowPerformingSpecialty>,
     #[serde(default)]
@@ -155,7 +175,20 @@ pub enum Target {
     Samples(usize),
     /// Grow the rows drawn for training (train + eval) by this fraction.
     Increase(f64),
+    /// Draw this share of the specialty's non-holdout rows for training (train + eval): the Meerkat pipeline's
+    /// `recommended_sample_increases` value, its new `SPECIALTY_SAMPLE_PERCENTAGES` entry.
+    Share(f64),
 }
+
+/// The top-level keys a `training_recommendations.json` may carry; a file with none of them is not one.
+const KNOWN_KEYS: [&str; 6] = [
+    "low_performance_specialties",
+    "recommended_sample_increases",
+    "overall_improvement",
+    "low_performing_specialties",
+    "recommended_actions",
+    "overall_performance",
+];
 
 /// Match specialty names across the report and the records: case, `_`, `-` and spacing ignored
 /// ("internal_medicine" = "Internal Medicine").
@@ -170,19 +203,48 @@ impl Recommendations {
         crate::write::write_atomic(path, &body)
     }
 
+    /// Read a file in either form. A file that is not a JSON object, or that has none of the known keys, is an
+    /// error naming the keys it has and the ones expected.
     pub fn load(path: &Path) -> Result<Recommendations> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Config(format!("{}: not a training_recommendations.json: {e}", path.display())))
+        let bad =
+            |why: String| Error::Config(format!("{}: not a training_recommendations.json: {why}", path.display()));
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        let obj = v.as_object().ok_or_else(|| bad("expected a JSON object".into()))?;
+        if !obj.keys().any(|k| KNOWN_KEYS.contains(&k.as_str())) {
+            let found: Vec<&str> = obj.keys().map(String::as_str).collect();
+            return Err(bad(format!(
+                "unknown schema (keys: {}); expected the Meerkat pipeline's `low_performance_specialties`, \
+                 `recommended_sample_increases`, `overall_improvement` (or medforge's `low_performing_specialties`, \
+                 `recommended_actions`)",
+                if found.is_empty() { "none".to_string() } else { found.join(", ") }
+            )));
+        }
+        let recs: Recommendations = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
+        for (s, &share) in &recs.recommended_sample_increases {
+            if !(share.is_finite() && (0.0..=1.0).contains(&share)) {
+                return Err(bad(format!(
+                    "recommended_sample_increases[{s:?}] = {share}: a share is a training fraction between 0 and 1"
+                )));
+            }
+        }
+        Ok(recs)
     }
 
-    /// One target per recommended specialty, keyed by the specialty as written. Precedence: an
-    /// explicit `recommended_samples`, then `recommended_actions[..].recommended_data_increase` (when
+    /// One target per recommended specialty, keyed by the specialty as written. Precedence: the Meerkat
+    /// pipeline's `recommended_sample_increases` share, then an explicit `recommended_samples`, then `recommended_actions[..].recommended_data_increase` (when
     /// `increase_training_data` is true), then `recommended_increase`. Entries with none of these, or
     /// whose amount does not parse, ask for nothing.
     pub fn targets(&self) -> BTreeMap<String, (Target, String)> {
         let mut out = BTreeMap::new();
+        // The Meerkat pipeline's shares come first: they are the file's primary form.
+        for (s, &share) in &self.recommended_sample_increases {
+            out.insert(s.clone(), (Target::Share(share), format!("recommended_sample_increases = {share}")));
+        }
         for lp in &self.low_performing_specialties {
+            if out.keys().any(|k| norm_specialty(k) == norm_specialty(&lp.specialty)) {
+                continue;
+            }
             if let Some(n) = lp.recommended_samples {
                 out.insert(lp.specialty.clone(), (Target::Samples(n), format!("recommended_samples = {n}")));
             }
@@ -234,6 +296,45 @@ mod tests {
         assert_eq!(t("-20%"), Some(-0.2));
         assert_eq!(t("lots"), None);
         assert_eq!(Increase::Fraction(0.5).fraction(), Some(0.5));
+    }
+
+    fn load_str(body: &str) -> Result<Recommendations> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("training_recommendations.json");
+        std::fs::write(&p, body).unwrap();
+        Recommendations::load(&p)
+    }
+
+    #[test]
+    fn the_meerkat_schema_gives_shares_and_unknown_schemas_are_errors() {
+        let r = load_str(
+            r#"{"low_performance_specialties": ["cardiology", "neurology"],
+                "recommended_sample_increases": {"cardiology": 0.8, "neurology": 0.8},
+                "overall_improvement": {"ROUGE-L": 0.045, "bertscore_f1": 0.032}}"#,
+        )
+        .unwrap();
+        let t = r.targets();
+        assert_eq!(t["cardiology"].0, Target::Share(0.8));
+        assert_eq!(t.len(), 2);
+        assert_eq!(r.overall_improvement["ROUGE-L"], 0.045);
+        let e = load_str(r#"{"weak": ["cardiology"], "increase": 0.8}"#).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown schema") && e.contains("weak, increase") && e.contains("recommended_sample_increases"),
+            "{e}"
+        );
+        assert!(load_str("[1, 2]").unwrap_err().to_string().contains("JSON object"));
+        let e = load_str(r#"{"recommended_sample_increases": {"cardiology": 80}}"#).unwrap_err().to_string();
+        assert!(e.contains("between 0 and 1"), "{e}");
+        // The share wins over the older per-specialty form for the same specialty.
+        let r = load_str(
+            r#"{"recommended_sample_increases": {"Cardiology": 0.7},
+                "recommended_actions": {"cardiology": {"recommended_data_increase": "50-80%"}, "neurology": {"recommended_data_increase": 0.5}}}"#,
+        )
+        .unwrap();
+        let t = r.targets();
+        assert_eq!(t["Cardiology"].0, Target::Share(0.7));
+        assert!(!t.contains_key("cardiology"));
+        assert_eq!(t["neurology"].0, Target::Increase(0.5));
     }
 
     #[test]

@@ -151,6 +151,17 @@ pub fn specialty_bars(path: &Path, title: &str, bars: &[Bar]) -> R {
 
 /// Grouped bars: per group (overall, then specialties), one bar per model.
 pub fn comparison_bars(path: &Path, title: &str, models: &[String], groups: &[(String, Vec<Bar>)]) -> R {
+    comparison_bars_with(path, title, "accuracy", models, groups)
+}
+
+/// [`comparison_bars`] with the y axis named `y_desc` (a 0-1 score).
+pub fn comparison_bars_with(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    models: &[String],
+    groups: &[(String, Vec<Bar>)],
+) -> R {
     prepare(groups.iter().map(|(n, _)| n.as_str()).chain(models.iter().map(String::as_str)).chain([title]));
     let root = BitMapBackend::new(path, (1000, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -176,7 +187,7 @@ pub fn comparison_bars(path: &Path, title: &str, models: &[String], groups: &[(S
                 String::new()
             }
         })
-        .y_desc("accuracy")
+        .y_desc(y_desc)
         .label_style((FAMILY, 13))
         .draw()
         .map_err(err)?;

@@ -1,6 +1,8 @@
 //! `failed_questions.json` in the MedGemma Korean pipeline's schema: per question the times it failed, the expected
-//! and last predicted answer, a preview and the step of its last failure; written as a list, most persistent first.
-//! Training loops record every benchmark check into it; the file is read back to continue the history.
+//! and last predicted answer, a preview and the step of its last failure; the top 10 persistent failures, most
+//! persistent first, as that pipeline writes them. The whole history goes beside it into
+//! `failed_questions_history.json` (same schema, every question), which is what is read back to continue it across
+//! steps and runs. Training loops and `medforge eval --failures` record every check into it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,15 +11,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
 
+/// The file beside `failed_questions.json` that keeps every question's history.
+pub const HISTORY_FILE: &str = "failed_questions_history.json";
+
+/// How many questions `failed_questions.json` lists (the MedGemma Korean pipeline's top 10).
+pub const TOP: usize = 10;
+
 /// One question's failure history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailedQuestion {
+    /// Written as a number when the id is one (the pipeline's question index), else as a string.
+    #[serde(serialize_with = "id_out", deserialize_with = "id_in")]
     pub question_id: String,
     pub fail_count: usize,
     pub expected: String,
     pub last_predicted: String,
     pub question_preview: String,
     pub last_failed_step: u64,
+}
+
+fn id_out<S: serde::Serializer>(id: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match id.parse::<u64>() {
+        Ok(n) if n.to_string() == id => s.serialize_u64(n),
+        _ => s.serialize_str(id),
+    }
+}
+
+fn id_in<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!("question_id: expected a number or a string, found {other}"))),
+    }
 }
 
 /// Failures across evaluations, by question id.
@@ -27,8 +52,11 @@ pub struct FailureTracker {
 }
 
 impl FailureTracker {
-    /// Continue the history in `path` (empty when the file does not exist).
+    /// Continue the history of the `failed_questions.json` at `path`: its history file beside it when there is one,
+    /// else the file itself (which may have been cut to the top 10); empty when neither exists.
     pub fn load(path: &Path) -> Result<FailureTracker> {
+        let history = path.with_file_name(HISTORY_FILE);
+        let path = if history.exists() { history.as_path() } else { path };
         if !path.exists() {
             return Ok(FailureTracker::default());
         }
@@ -68,9 +96,13 @@ impl FailureTracker {
         self.by_id.is_empty()
     }
 
-    /// Write every question's history, most persistent first, atomically.
+    /// Write the top 10 to `path` and every question's history to the history file beside it (history first, so
+    /// a crash between the two loses nothing), atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let body = serde_json::to_vec_pretty(&self.top(usize::MAX)).map_err(|e| EvalError::json(path, e))?;
+        let history = path.with_file_name(HISTORY_FILE);
+        let body = serde_json::to_vec_pretty(&self.top(usize::MAX)).map_err(|e| EvalError::json(&history, e))?;
+        medforge_data::write::write_atomic(&history, &body)?;
+        let body = serde_json::to_vec_pretty(&self.top(TOP)).map_err(|e| EvalError::json(path, e))?;
         medforge_data::write::write_atomic(path, &body)?;
         Ok(())
     }
@@ -98,5 +130,28 @@ mod tests {
         assert_eq!(v[0]["question_id"], "q1");
         assert_eq!(v[0]["fail_count"], 2);
         assert_eq!(FailureTracker::load(&p).unwrap(), t);
+    }
+
+    /// The pipeline's file lists the top 10 (numeric ids as numbers); the history keeps everyone and continues.
+    #[test]
+    fn top_ten_in_the_file_everyone_in_the_history() {
+        let mut t = FailureTracker::default();
+        for i in 0..15u64 {
+            for step in 0..=i {
+                t.record(&i.to_string(), "A", "B", "…", step);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("failed_questions.json");
+        t.write(&p).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 10);
+        assert_eq!(v[0]["question_id"], 14, "a number, like the pipeline's question index");
+        assert_eq!(v[0]["fail_count"], 15);
+        let mut back = FailureTracker::load(&p).unwrap();
+        assert_eq!(back.len(), 15, "read from the history");
+        back.record("3", "A", "C", "…", 99);
+        assert_eq!(back.top(1)[0].question_id, "14");
+        assert_eq!(back.by_id["3"].fail_count, 5);
     }
 }

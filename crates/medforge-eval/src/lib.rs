@@ -5,6 +5,7 @@ pub mod bertscore;
 pub mod charts;
 pub mod error;
 pub mod failures;
+pub mod generate;
 pub mod metrics;
 pub mod perplexity;
 pub mod report;

@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 
 use crate::charts::{self, Bar};
 use crate::error::{EvalError, Result};
+use crate::failures::FailureTracker;
+pub use crate::generate::RecommendationRule;
 use crate::runner::{by_subject, ItemResult};
 use crate::stats::{accuracy_ci, paired_delta_ci, Accuracy, BOOTSTRAP_SAMPLES};
 
@@ -66,7 +68,7 @@ pub fn summarize(
         model: model.to_string(),
         benchmark: benchmark.to_string(),
         mode: mode.to_string(),
-        created: chrono_like_now(),
+        created: now_utc(),
         step,
         seed,
         n: items.len(),
@@ -80,7 +82,8 @@ pub fn summarize(
     EvalRun { summary, items }
 }
 
-fn chrono_like_now() -> String {
+/// The current UTC time, `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_utc() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let days = (secs / 86400) as i64;
@@ -304,14 +307,30 @@ pub fn write_report(out: &Path, runs: &[EvalRun]) -> Result<Vec<PathBuf>> {
     )?;
     written.push(p);
 
-    // failed_questions.json: across the runs (repeated evaluations of the same benchmark).
-    let failed = failed_questions(runs);
+    // failed_questions.json in the MedGemma Korean pipeline's schema (the ten most persistent failures, each run one
+    // step), its full history beside it, and medforge's detail (every failed item, with the runs that evaluated it).
+    let mut tracker = FailureTracker::default();
+    for (k, r) in runs.iter().enumerate() {
+        record_failures(&mut tracker, r, r.summary.step.unwrap_or(k as u64));
+    }
     let p = out.join("failed_questions.json");
+    tracker.write(&p)?;
+    written.push(p);
+    written.push(out.join(crate::failures::HISTORY_FILE));
+    let failed = failed_questions(runs);
+    let p = out.join("failed_questions_detail.json");
     write_json(&p, &failed)?;
     written.push(p);
 
+    // division_report.json: per division of the last run, when its items have divisions.
+    if last.items.iter().any(|i| i.division.is_some()) {
+        let p = out.join("division_report.json");
+        write_json(&p, &division_report(&last.items))?;
+        written.push(p);
+    }
+
     // training_recommendations.json from the last run (improvement against the base when there is one).
-    let recs = recommendations(last, if runs.len() > 1 { Some(base) } else { None });
+    let recs = recommendations(last, if runs.len() > 1 { Some(base) } else { None }, &RecommendationRule::accuracy());
     let p = out.join("training_recommendations.json");
     recs.save(&p)?;
     written.push(p);
@@ -409,6 +428,32 @@ fn chart_atomic(
     std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
 }
 
+/// Record a run's wrong answers into a failure history at `step`.
+pub fn record_failures(tracker: &mut FailureTracker, run: &EvalRun, step: u64) {
+    for i in run.items.iter().filter(|i| !i.correct) {
+        let preview: String = i.question.chars().take(100).collect();
+        let predicted = i.extracted.map(String::from).unwrap_or_else(|| i.prediction.chars().take(40).collect());
+        tracker.record(&i.id, &i.expected.to_string(), &predicted, &preview, step);
+    }
+}
+
+/// `division_report.json`, the MedGemma Korean pipeline's: per division, `accuracy`, `count` and `avg_loss` (the
+/// mean negative log-likelihood of the expected option in log-likelihood mode; `null` in generation mode).
+pub fn division_report(items: &[ItemResult]) -> BTreeMap<String, Value> {
+    let mut by: BTreeMap<String, Vec<&ItemResult>> = BTreeMap::new();
+    for i in items {
+        by.entry(i.division.clone().unwrap_or_else(|| "UNKNOWN".into())).or_default().push(i);
+    }
+    by.into_iter()
+        .map(|(d, v)| {
+            let losses: Vec<f64> = v.iter().filter_map(|i| i.loss()).collect();
+            let avg_loss = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
+            let acc = v.iter().filter(|i| i.correct).count() as f64 / v.len() as f64;
+            (d, json!({"accuracy": acc, "count": v.len(), "avg_loss": avg_loss}))
+        })
+        .collect()
+}
+
 /// Items failed in any of the runs, with fail counts over the runs that evaluated them.
 pub fn failed_questions(runs: &[EvalRun]) -> Value {
     struct Acc<'a> {
@@ -452,7 +497,7 @@ pub fn failed_questions(runs: &[EvalRun]) -> Value {
 /// first) with their score (`accuracy`; that pipeline's open-QA runs wrote `medical_entity_f1`), `sample_count` and
 /// `improvement` over the base; actions for the worst five with `recommended_data_increase` "50-80%" below 0.3 and
 /// "30-50%" otherwise.
-pub fn recommendations(run: &EvalRun, base: Option<&EvalRun>) -> Recommendations {
+pub fn recommendations(run: &EvalRun, base: Option<&EvalRun>, rule: &RecommendationRule) -> Recommendations {
     let round6 = |x: f64| (x * 1e6).round() / 1e6;
     let mut low: Vec<(&String, &Accuracy)> = run.summary.per_subject.iter().filter(|(_, a)| a.accuracy < 0.5).collect();
     low.sort_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy).then(a.0.cmp(b.0)));
@@ -494,7 +539,25 @@ pub fn recommendations(run: &EvalRun, base: Option<&EvalRun>) -> Recommendations
         overall_improvement_accuracy: base.map(|b| round6(run.summary.accuracy.accuracy - b.summary.accuracy.accuracy)),
         ..Default::default()
     };
-    Recommendations { low_performing_specialties, recommended_actions, overall_performance: Some(overall) }
+    // The Meerkat pipeline's primary keys: the specialties below the rule's threshold and their new training share.
+    let mut weak: Vec<(&String, &Accuracy)> =
+        run.summary.per_subject.iter().filter(|(_, a)| a.accuracy < rule.threshold).collect();
+    weak.sort_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy).then(a.0.cmp(b.0)));
+    let mut overall_improvement = BTreeMap::new();
+    if let Some(b) = base {
+        overall_improvement
+            .insert("accuracy".to_string(), round6(run.summary.accuracy.accuracy - b.summary.accuracy.accuracy));
+    }
+    Recommendations {
+        low_performance_specialties: weak.iter().map(|(s, _)| (*s).clone()).collect(),
+        recommended_sample_increases: weak.iter().map(|(s, _)| ((*s).clone(), rule.share)).collect(),
+        overall_improvement,
+        criteria: Some(json!({"metric": "accuracy", "threshold": rule.threshold, "share": rule.share,
+            "meaning": "recommended_sample_increases[specialty] is the specialty's new training share; low_performing_specialties and recommended_actions are medforge's detail"})),
+        low_performing_specialties,
+        recommended_actions,
+        overall_performance: Some(overall),
+    }
 }
 
 /// Standard base64 (RFC 4648, with padding).

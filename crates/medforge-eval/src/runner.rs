@@ -66,6 +66,8 @@ pub struct EvalItem {
     pub answer: char,
     /// Subject or specialty ("unknown" when the dataset has none).
     pub subject: String,
+    /// The record's division (the MedGemma Korean taxonomy id, e.g. `1.4.1`), for `division_report.json`.
+    pub division: Option<String>,
 }
 
 impl EvalItem {
@@ -108,6 +110,7 @@ pub fn items_from_records(records: &[medforge_data::Record]) -> Vec<EvalItem> {
                 choices,
                 answer,
                 subject,
+                division: r.division.clone().filter(|d| !d.trim().is_empty()),
             })
         })
         .collect()
@@ -175,6 +178,20 @@ pub struct ItemResult {
     /// Log-likelihood per option (log-likelihood mode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub option_logprobs: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub division: Option<String>,
+    /// The MedGemma Korean reasoning score of the answer (when asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_score: Option<f64>,
+}
+
+impl ItemResult {
+    /// The loss of the expected option (its negative log-likelihood) in log-likelihood mode. Options are scored in
+    /// letter order `A, B, …`, as every preset lists them.
+    pub fn loss(&self) -> Option<f64> {
+        let k = (self.expected as u32).checked_sub('A' as u32)? as usize;
+        self.option_logprobs.get(k).map(|lp| -lp)
+    }
 }
 
 fn item_result(item: &EvalItem, prediction: String, ex: Extraction) -> ItemResult {
@@ -197,6 +214,8 @@ fn item_result(item: &EvalItem, prediction: String, ex: Extraction) -> ItemResul
         detail,
         correct: extracted == Some(item.answer),
         option_logprobs: vec![],
+        division: item.division.clone(),
+        reasoning_score: None,
     }
 }
 
@@ -218,6 +237,8 @@ fn error_result(item: &EvalItem, detail: String) -> ItemResult {
         detail,
         correct: false,
         option_logprobs: vec![],
+        division: item.division.clone(),
+        reasoning_score: None,
     }
 }
 
@@ -232,10 +253,21 @@ pub async fn run_generation(
     concurrency: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Vec<ItemResult> {
-    let requests: Vec<ChatRequest> = items
-        .iter()
-        .map(|item| ChatRequest::new(vec![Message::user(prompt(item, korean))]).with_params(params.clone()))
-        .collect();
+    let prompts = items.iter().map(|item| vec![Message::user(prompt(item, korean))]).collect();
+    run_generation_with(backend, items, prompts, params, concurrency, progress).await
+}
+
+/// [`run_generation`] with the caller's prompts (`prompts[i]` for `items[i]`): the training prompt at test time.
+pub async fn run_generation_with(
+    backend: Arc<dyn Backend>,
+    items: &[EvalItem],
+    prompts: Vec<Vec<Message>>,
+    params: GenParams,
+    concurrency: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Vec<ItemResult> {
+    let requests: Vec<ChatRequest> =
+        prompts.into_iter().map(|m| ChatRequest::new(m).with_params(params.clone())).collect();
     let answers = map_bounded(
         requests,
         concurrency,

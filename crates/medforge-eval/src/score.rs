@@ -10,9 +10,10 @@ use crate::bertscore::BertScorer;
 use crate::error::{EvalError, Result};
 use crate::metrics::bleu::{corpus_bleu, sentence_bleu, BleuConfig, BleuTokenizer};
 use crate::metrics::meteor::Meteor;
+use crate::metrics::nltk_bleu::{nltk_bleu, Smoothing};
 use crate::metrics::rouge::{rouge, RougeConfig};
 use crate::metrics::squad::squad_scores;
-use crate::scores::{hierarchy, korean_proficiency, reasoning_format};
+use crate::scores::{answer_matches, hierarchy, korean_proficiency, reasoning_format, split_reasoning, type4_score};
 
 /// A metric `medforge score` computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,11 +36,15 @@ pub enum Metric {
     Korean,
     /// BERTScore P/R/F1 over a local encoder.
     Bertscore,
+    /// The MedGemma Korean pipeline's type-4 score (exact answer, reasoning length, key terms from `--terms`).
+    Type4,
+    /// nltk's sentence BLEU-1..4 (0-1, smoothing method1), the Meerkat pipeline's BLEU.
+    NltkBleu,
 }
 
 impl Metric {
-    pub const NAMES: [&'static str; 9] =
-        ["bleu", "rouge", "meteor", "em", "f1", "format", "hierarchy", "korean", "bertscore"];
+    pub const NAMES: [&'static str; 11] =
+        ["bleu", "rouge", "meteor", "em", "f1", "format", "hierarchy", "korean", "bertscore", "type4", "nltk-bleu"];
 
     pub fn parse(s: &str) -> Option<Metric> {
         Some(match s.trim().to_ascii_lowercase().as_str() {
@@ -52,6 +57,8 @@ impl Metric {
             "hierarchy" => Metric::Hierarchy,
             "korean" => Metric::Korean,
             "bertscore" => Metric::Bertscore,
+            "type4" => Metric::Type4,
+            "nltk-bleu" | "nltk_bleu" => Metric::NltkBleu,
             _ => return None,
         })
     }
@@ -191,7 +198,13 @@ pub fn score(refs: &[String], hyps: &[String], opts: &ScoreOptions) -> Result<Sc
         r.summary.insert("bertscore_idf".into(), json!(b.idf));
     }
     if has(Metric::Format) {
-        column(&mut r, "format", &hyps.iter().map(|h| reasoning_format(h, opts.options).score).collect::<Vec<_>>());
+        // The reference is the expected answer: the score weighs correctness 2/3 and format 1/3.
+        let v: Vec<f64> = hyps
+            .iter()
+            .zip(refs)
+            .map(|(h, r)| reasoning_format(h, opts.options, answer_matches(split_reasoning(h).1, r)).score)
+            .collect();
+        column(&mut r, "format", &v);
     }
     if has(Metric::Hierarchy) {
         let v: Vec<_> = hyps.iter().map(|h| hierarchy(h)).collect();
@@ -203,6 +216,28 @@ pub fn score(refs: &[String], hyps: &[String], opts: &ScoreOptions) -> Result<Sc
             "hierarchy_compliant_share".into(),
             json!(v.iter().filter(|x| x.compliant).count() as f64 / n.max(1) as f64),
         );
+    }
+    if has(Metric::Type4) {
+        let terms: Vec<String> = match &opts.terms {
+            Some(t) => std::fs::read_to_string(t)
+                .map_err(|e| EvalError::io(t, e))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect(),
+            None => Vec::new(),
+        };
+        let v: Vec<f64> = hyps.iter().zip(refs).map(|(h, r)| type4_score(h, r, &terms)).collect();
+        column(&mut r, "type4", &v);
+        r.summary.insert("type4_target_met".into(), json!(mean(&v) >= crate::scores::TYPE4_TARGET));
+    }
+    if has(Metric::NltkBleu) {
+        let v: Vec<_> = (0..n).map(|i| nltk_bleu(&refs[i], &hyps[i], Smoothing::Method1, false)).collect();
+        column(&mut r, "nltk_bleu1", &v.iter().map(|x| x.bleu1).collect::<Vec<_>>());
+        column(&mut r, "nltk_bleu2", &v.iter().map(|x| x.bleu2).collect::<Vec<_>>());
+        column(&mut r, "nltk_bleu3", &v.iter().map(|x| x.bleu3).collect::<Vec<_>>());
+        column(&mut r, "nltk_bleu4", &v.iter().map(|x| x.bleu4).collect::<Vec<_>>());
     }
     if has(Metric::Korean) {
         let terms = match &opts.terms {

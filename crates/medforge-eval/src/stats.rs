@@ -67,9 +67,69 @@ pub fn paired_delta_ci(a: &[bool], b: &[bool], samples: usize, seed: u64) -> (f6
     (delta, q(0.025), q(0.975))
 }
 
+/// The mean of a per-item score and its percentile-bootstrap 95% CI.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanCi {
+    pub n: usize,
+    pub mean: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+fn bootstrap_mean(values: &[f64], samples: usize, seed: u64) -> (f64, f64) {
+    let n = values.len();
+    let mut rng = SplitMix64::new(seed);
+    let mut means: Vec<f64> = (0..samples.max(1))
+        .map(|_| {
+            let mut s = 0.0;
+            for _ in 0..n {
+                s += values[rng.below(n)];
+            }
+            s / n as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let q = |p: f64| means[((means.len() - 1) as f64 * p).round() as usize];
+    (q(0.025), q(0.975))
+}
+
+/// Mean of `values` with a seeded percentile bootstrap CI (the same resampling as [`accuracy_ci`]).
+pub fn mean_ci(values: &[f64], samples: usize, seed: u64) -> MeanCi {
+    let n = values.len();
+    if n == 0 {
+        return MeanCi { n, mean: 0.0, ci_low: 0.0, ci_high: 0.0 };
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let (ci_low, ci_high) = bootstrap_mean(values, samples, seed);
+    MeanCi { n, mean, ci_low, ci_high }
+}
+
+/// Paired difference `b - a` of per-item scores (same items, two models): mean and bootstrap CI.
+pub fn paired_mean_delta_ci(a: &[f64], b: &[f64], samples: usize, seed: u64) -> MeanCi {
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| y - x).collect();
+    mean_ci(&d, samples, seed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mean_ci_brackets_and_pairs() {
+        let v: Vec<f64> = (0..100).map(|i| (i % 10) as f64 / 10.0).collect();
+        let m = mean_ci(&v, 1000, 3);
+        assert!((m.mean - 0.45).abs() < 1e-12 && m.ci_low < 0.45 && 0.45 < m.ci_high, "{m:?}");
+        assert_eq!(m, mean_ci(&v, 1000, 3), "seeded");
+        let shifted: Vec<f64> = v.iter().map(|x| x + 0.1).collect();
+        let d = paired_mean_delta_ci(&v, &shifted, 1000, 3);
+        assert!((d.mean - 0.1).abs() < 1e-12 && (d.ci_low - 0.1).abs() < 1e-9 && (d.ci_high - 0.1).abs() < 1e-9);
+        // 0/1 values: the same interval as accuracy_ci.
+        let o: Vec<bool> = (0..50).map(|i| i % 3 == 0).collect();
+        let f: Vec<f64> = o.iter().map(|&b| b as u8 as f64).collect();
+        let (a, m) = (accuracy_ci(&o, 500, 9), mean_ci(&f, 500, 9));
+        assert_eq!((a.ci_low, a.ci_high), (m.ci_low, m.ci_high));
+    }
+
     #[test]
     fn ci_brackets_the_accuracy_and_is_seeded() {
         let o: Vec<bool> = (0..200).map(|i| i % 3 != 0).collect();

@@ -139,8 +139,18 @@ async fn eval_both_modes_and_report() {
     write_report(&rdir, &runs).expect("report");
     png_is_not_blank(&rdir.join("accuracy_over_steps.png"));
     let fq: Value =
-        serde_json::from_slice(&std::fs::read(rdir.join("failed_questions.json")).expect("fq")).expect("json");
+        serde_json::from_slice(&std::fs::read(rdir.join("failed_questions_detail.json")).expect("fq")).expect("json");
     assert_eq!(fq["evaluations"], json!(2));
+    // The MedGemma Korean pipeline's file: at most 10, its schema, item 0 failed at both steps (100 and 200).
+    let top: Value =
+        serde_json::from_slice(&std::fs::read(rdir.join("failed_questions.json")).expect("fq")).expect("json");
+    let top = top.as_array().expect("a list");
+    assert!(!top.is_empty() && top.len() <= 10);
+    for k in ["question_id", "fail_count", "expected", "last_predicted", "question_preview", "last_failed_step"] {
+        assert!(top[0].get(k).is_some(), "{k}");
+    }
+    let t0 = top.iter().find(|q| q["question_id"] == json!(items[0].id)).expect("item 0 among the most persistent");
+    assert_eq!((t0["fail_count"].clone(), t0["last_failed_step"].clone()), (json!(2), json!(200)));
     let q0 =
         fq["questions"].as_array().expect("q").iter().find(|q| q["id"] == json!(items[0].id)).expect("item 0 failed");
     assert_eq!(q0["fail_count"], json!(2));

@@ -1,4 +1,4 @@
-//! Parity with the Python reference implementations (sacrebleu, rouge-score, nltk METEOR, SQuAD
+//! Parity with the Python reference implementations (sacrebleu, nltk sentence BLEU, rouge-score, nltk METEOR, SQuAD
 //! EM/F1). `scripts/verify_metrics.sh` writes the pairs and the reference values into a folder and
 //! runs this test with `MEDFORGE_PARITY_DIR` pointing at it; without that variable the test has
 //! nothing to compare and passes after saying so.
@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use medforge_eval::metrics::bleu::{corpus_bleu, sentence_bleu, BleuConfig, BleuTokenizer};
 use medforge_eval::metrics::meteor::Meteor;
+use medforge_eval::metrics::nltk_bleu::{nltk_bleu, NltkBleu, Smoothing};
 use medforge_eval::metrics::rouge::{rouge, RougeConfig};
 use medforge_eval::metrics::squad::{exact_match, squad_scores, token_f1};
 use medforge_eval::metrics::wordnet::WordNet;
@@ -85,6 +86,25 @@ fn parity_with_python_references() {
         let sc = BleuConfig::sentence().with_max_order(n);
         for (i, want) in arr(&exp["bleu_sentence"][&key]).into_iter().enumerate() {
             d.check(&format!("sentence {key}"), i, sentence_bleu(&sc, hyps[i], &[&pairs[i].0]).score, want, &pairs[i]);
+        }
+    }
+
+    // nltk sentence BLEU: method1 BLEU-1..4 on raw and lowercased tokens, methods 0/2/3/4 for BLEU-4.
+    for (lower, tag) in [(false, "raw"), (true, "lower")] {
+        let b: Vec<NltkBleu> = pairs.iter().map(|p| nltk_bleu(&p.0, &p.1, Smoothing::Method1, lower)).collect();
+        for n in 1..=4usize {
+            let key = format!("{tag}_method1_bleu{n}");
+            for (i, want) in arr(&exp["nltk_bleu"][&key]).into_iter().enumerate() {
+                let got = [b[i].bleu1, b[i].bleu2, b[i].bleu3, b[i].bleu4][n - 1];
+                d.check(&format!("nltk {key}"), i, got, want, &pairs[i]);
+            }
+        }
+    }
+    for m in [0, 2, 3, 4] {
+        let key = format!("raw_method{m}_bleu4");
+        let sm = Smoothing::parse(&m.to_string()).expect("method");
+        for (i, want) in arr(&exp["nltk_bleu"][&key]).into_iter().enumerate() {
+            d.check(&format!("nltk {key}"), i, nltk_bleu(&pairs[i].0, &pairs[i].1, sm, false).bleu4, want, &pairs[i]);
         }
     }
 

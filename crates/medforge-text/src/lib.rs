@@ -6,6 +6,7 @@ pub mod lang;
 pub mod minhash;
 pub mod ngram;
 pub mod normalize;
+pub mod outline;
 pub mod rng;
 pub mod shingle;
 pub mod tokens;

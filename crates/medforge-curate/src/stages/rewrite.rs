@@ -21,6 +21,7 @@ use super::llm::{check_field, get_text, non_empty, require_env, set_text, Got, L
 use super::structure::{nested_list, StructureMode, StructureSetting};
 use crate::stage::{Decision, Stage, StageContext, StageOutput, StageResult};
 use medforge_text::answer::visible_answer;
+use medforge_text::outline::Outline;
 
 pub const DEFAULT_SYSTEM: &str = "You restructure medical explanations into clear hierarchical markdown lists without changing their medical content.";
 
@@ -179,70 +180,27 @@ impl Rewrite {
 
 /// The hierarchical response rewrite pipeline's check. `Err` holds the complaint fed back to the model.
 ///
-/// List items are lines starting (after indentation) with `-`, `*`, `+` or `1.`/`1)`; nesting is by
-/// indentation (any consistent width). Non-item lines are allowed only as indented continuations of
-/// an item. `answer`: (letter, text) the first top-level item must mention, when given.
+/// The list is read by [`Outline`] (the parser evaluation's hierarchy score uses too): items are lines starting
+/// with `-`, `*`, `+` or `1.`/`1)`, nested by indentation of any consistent width. `answer`: (letter, text) the
+/// first top-level item must mention, when given.
 pub fn validate_hierarchical(
     text: &str,
     min_depth: usize,
     max_items: usize,
     answer: (Option<&str>, Option<&str>),
 ) -> Result<(), String> {
-    let text = visible_answer(text);
-    let text = text.trim().trim_start_matches("```markdown").trim_start_matches("```").trim_end_matches("```");
-    // (depth, item text); depth from an indentation stack.
-    let mut items: Vec<(usize, String)> = Vec::new();
-    let mut stack: Vec<usize> = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let indent =
-            line.chars().take_while(|c| *c == ' ' || *c == '\t').map(|c| if c == '\t' { 4 } else { 1 }).sum::<usize>();
-        let t = line.trim_start();
-        let body = list_item(t);
-        let Some(body) = body else {
-            if items.is_empty() || indent == 0 {
-                return Err(format!(
-                    "line {} is not a list item (`{}`); write only a nested markdown list",
-                    n + 1,
-                    t.chars().take(40).collect::<String>()
-                ));
-            }
-            continue;
-        };
-        while stack.last().is_some_and(|&top| indent < top) {
-            stack.pop();
-        }
-        // A new, deeper indentation opens a level; the first item's indentation is the top level.
-        if stack.last() != Some(&indent) {
-            stack.push(indent);
-        }
-        items.push((stack.len(), body.to_string()));
-    }
-    if items.is_empty() {
-        return Err("there is no markdown list; write the text as a nested list of `- ` items".into());
-    }
-    let depth = items.iter().map(|(d, _)| *d).max().unwrap_or(0);
+    let outline = Outline::parse(text).map_err(|e| e.to_string())?;
+    let depth = outline.depth();
     if depth < min_depth {
         return Err(format!("the list is only {depth} level(s) deep; nest it at least {min_depth} levels deep"));
     }
-    // Items per parent: count runs of siblings (same depth, same nearest shallower item).
-    let mut counts: Vec<usize> = vec![0]; // counts[d-1] = siblings so far at depth d under the current parent
-    for (d, body) in &items {
-        counts.truncate(*d);
-        while counts.len() < *d {
-            counts.push(0);
-        }
-        counts[d - 1] += 1;
-        if counts[d - 1] > max_items {
-            return Err(format!(
-                "level {d} has more than {max_items} items under one parent (at `{}`); group them into at most {max_items}",
-                body.chars().take(40).collect::<String>()
-            ));
-        }
+    if let Some((d, body)) = outline.first_overfull(max_items) {
+        return Err(format!(
+            "level {d} has more than {max_items} items under one parent (at `{}`); group them into at most {max_items}",
+            body.chars().take(40).collect::<String>()
+        ));
     }
-    let first = items[0].1.to_lowercase();
+    let first = outline.items[0].1.to_lowercase();
     let (letter, text_ans) = answer;
     if letter.is_some() || text_ans.is_some() {
         let by_letter = letter.map(str::trim).filter(|l| !l.is_empty()).is_some_and(|l| {
@@ -269,22 +227,6 @@ pub fn validate_hierarchical(
 /// Runs of whitespace as one space.
 fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn list_item(t: &str) -> Option<&str> {
-    for b in ["- ", "* ", "+ "] {
-        if let Some(rest) = t.strip_prefix(b) {
-            return Some(rest.trim());
-        }
-    }
-    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    if digits > 0 && digits <= 3 {
-        let rest = &t[digits..];
-        if let Some(r) = rest.strip_prefix(". ").or_else(|| rest.strip_prefix(") ")) {
-            return Some(r.trim());
-        }
-    }
-    None
 }
 
 impl Stage for Rewrite {
@@ -416,6 +358,30 @@ mod tests {
     use super::*;
 
     const GOOD: &str = "- The answer is B. Metformin\n  - First-line for type 2 diabetes\n    - Lowers hepatic glucose output\n    - Weight neutral\n  - Contraindications\n    - Severe renal impairment";
+
+    /// Evaluation's hierarchy score reads lists with the same parser: on every structural case of the validator's
+    /// test, "compliant" and "passes without an answer to check" agree.
+    #[test]
+    fn hierarchy_score_agrees_with_the_validator() {
+        let cases = [
+            GOOD,
+            "- Metformin\n  - first line",
+            "- Metformin\n  - a\n    - x\n  - b\n  - c\n  - d\n  - e\n  - f",
+            "- Metformin\n  - a\n    - x\n  - b\n  - c\n- other\n  - d\n  - e\n  - f",
+            "- Background\n  - a\n    - Metformin is the answer",
+            "Metformin is best.",
+            "",
+            "1. B) Metformin\n   1. why\n      - because",
+            "- x\n  - y\n    - z",
+            "- Key Points - Adult acute lymphoblastic leukemia (ALL) is a t...\n  - a\n    - b",
+            "- a\n    - b\n        - c",
+            "<think>plan</think>\n- a\n\t- b\n\t\t- c",
+        ];
+        for c in cases {
+            let v = validate_hierarchical(c, 3, 5, (None, None)).is_ok();
+            assert_eq!(medforge_text::outline::compliance(c, 3, 5).compliant, v, "{c:?}");
+        }
+    }
 
     #[test]
     fn hierarchical_validator() {

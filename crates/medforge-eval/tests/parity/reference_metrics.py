@@ -248,6 +248,28 @@ def main():
     exp["bleu_corpus"] = corpus
     exp["bleu_sentence"] = sent
 
+    # nltk sentence BLEU (the Meerkat pipeline's BLEU-1..4): cumulative uniform weights over str.split() tokens.
+    import warnings
+    from nltk.translate.bleu_score import sentence_bleu, SmoothingFunction
+    t0 = time.perf_counter()
+    sm = SmoothingFunction()
+    nb = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lower in (False, True):
+            rs = [r.lower().split() if lower else r.split() for r in refs]
+            hs = [h.lower().split() if lower else h.split() for h in hyps]
+            for n in (1, 2, 3, 4):
+                w = tuple([1.0 / n] * n)
+                nb[f"{'lower' if lower else 'raw'}_method1_bleu{n}"] = [sentence_bleu([r], h, weights=w, smoothing_function=sm.method1) for r, h in zip(rs, hs)]
+        rs = [r.split() for r in refs]
+        hs = [h.split() for h in hyps]
+        for m in (0, 2, 3, 4):
+            fn = getattr(sm, f"method{m}")
+            nb[f"raw_method{m}_bleu4"] = [sentence_bleu([r], h, smoothing_function=fn) for r, h in zip(rs, hs)]
+    tim["nltk_bleu"] = time.perf_counter() - t0
+    exp["nltk_bleu"] = nb
+
     # ROUGE
     t0 = time.perf_counter()
     types = ["rouge1", "rouge2", "rougeL", "rougeLsum"]

@@ -142,7 +142,16 @@ pub fn load_open_items(
     group_field: Option<&str>,
     limit: Option<usize>,
 ) -> Result<OpenItems> {
-    let input = medforge_data::config::InputConfig::for_path(path, preset).resolve()?;
+    let preset = match preset {
+        Some(p) => p.to_string(),
+        None => medforge_data::preset::detect(path).map(|p| p.name.clone()).ok_or_else(|| {
+            EvalError::Config(format!(
+                "{}: no data preset reads this file; name one with --preset (`medforge presets` lists them)",
+                path.display()
+            ))
+        })?,
+    };
+    let input = medforge_data::config::InputConfig::for_path(path, Some(&preset)).resolve()?;
     let tmp = std::env::temp_dir().join(format!("medforge-eval-rejects-{}.jsonl", std::process::id()));
     let mut rejects = medforge_data::ingest::RejectLog::new(&tmp);
     let (records, _) = medforge_data::ingest::read_all(&input, medforge_data::config::OnError::Skip, &mut rejects)?;

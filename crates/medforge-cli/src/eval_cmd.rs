@@ -106,7 +106,7 @@ pub enum ModeArg {
     BLEU = sacrebleu (0-100; corpus BLEU and BLEU-1..4, mean sentence BLEU), ROUGE = rouge-score,\n\
     METEOR = nltk (WordNet from /usr/share/wordnet, $MEDFORGE_WORDNET or --wordnet; without it exact+stem\n\
     only, with a warning), EM/F1 = the SQuAD v1.1 script, BERTScore = bert-score (same model and\n\
-num_layers; no baseline rescaling). The reference ROUGE tokenizer keeps only\n\
+num_layers; --bertscore-baseline FILE rescales as its rescale_with_baseline). The reference ROUGE tokenizer keeps only\n\
     [a-z0-9], so Korean scores 0: use --rouge-tokenizer unicode for Korean (not comparable with rouge-score).")]
 pub struct ScoreArgs {
     /// Reference texts.
@@ -154,6 +154,10 @@ pub struct ScoreArgs {
     /// Sentences per BERTScore encoder batch.
     #[arg(long, default_value_t = 64)]
     bertscore_batch: usize,
+    /// Rescale BERTScore with bert-score's baseline file for this model and layer (its
+    /// `rescale_baseline/{lang}/{model}.tsv`, read from the path).
+    #[arg(long)]
+    bertscore_baseline: Option<PathBuf>,
     /// Write every pair's scores here (JSONL).
     #[arg(long)]
     per_pair: Option<PathBuf>,
@@ -180,6 +184,7 @@ impl ScoreArgs {
                 layer: self.bertscore_layer,
                 idf: self.bertscore_idf,
                 batch_size: self.bertscore_batch,
+                baseline: self.bertscore_baseline.clone(),
             });
         let opts = ScoreOptions {
             metrics: Metric::parse_list(&self.metrics)?,
@@ -351,6 +356,9 @@ pub struct GenerateArgs {
     /// BERTScore encoder folder (default $MEDFORGE_BERTSCORE_MODEL); without one the BERTScore columns are left out.
     #[arg(long)]
     bertscore_model: Option<PathBuf>,
+    /// bert-score's baseline file for rescaling BERTScore (see `medforge score --help`).
+    #[arg(long)]
+    bertscore_baseline: Option<PathBuf>,
     /// WordNet dict folder for METEOR's synonym stage.
     #[arg(long)]
     wordnet: Option<PathBuf>,
@@ -623,11 +631,16 @@ impl EvalArgs {
         };
         let settings =
             GenSettings { max_tokens: self.max_tokens, temperature, top_p: self.top_p, seed: self.sample_seed };
-        let bertscore = g
-            .bertscore_model
-            .clone()
-            .or_else(|| std::env::var_os("MEDFORGE_BERTSCORE_MODEL").map(PathBuf::from))
-            .map(|model| BertScoreOptions { model, layer: None, idf: false, batch_size: 64 });
+        let bertscore =
+            g.bertscore_model.clone().or_else(|| std::env::var_os("MEDFORGE_BERTSCORE_MODEL").map(PathBuf::from)).map(
+                |model| BertScoreOptions {
+                    model,
+                    layer: None,
+                    idf: false,
+                    batch_size: 64,
+                    baseline: g.bertscore_baseline.clone(),
+                },
+            );
         if bertscore.is_none() {
             eprintln!(
                 "note: no BERTScore encoder (--bertscore-model or $MEDFORGE_BERTSCORE_MODEL): BERTScore left out"

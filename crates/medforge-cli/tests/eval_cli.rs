@@ -366,6 +366,27 @@ async fn generate_eval_recommends_and_split_update_consumes() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(dir.join(format!("{role}_model_results.csv")).is_file());
     }
+    // --target: below it is status 3 (a result, not a failure), with the files written.
+    let t = tmp.path().join("target");
+    let o = medforge(&[
+        "eval",
+        "--task",
+        "generate",
+        "--endpoint",
+        &server.base_url(),
+        "--model",
+        "fake",
+        "--data",
+        holdout.to_str().expect("u"),
+        "--target",
+        "0.99",
+        "--out",
+        t.to_str().expect("u"),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("token_f1 0.5000 < target 0.99"));
+    assert!(t.join("base_model_results.csv").is_file());
+
     let rep = tmp.path().join("rep");
     let o =
         medforge(&["report", base.to_str().expect("u"), ft.to_str().expect("u"), "--out", rep.to_str().expect("u")]);
@@ -422,4 +443,54 @@ async fn generate_eval_recommends_and_split_update_consumes() {
     ]);
     assert!(!u.status.success());
     assert!(String::from_utf8_lossy(&u.stderr).contains("unknown schema"), "{}", String::from_utf8_lossy(&u.stderr));
+}
+
+/// The training prompt at test time: `--training-type letter` asks with the `format` stage's type-3 system prompt
+/// and user turn (options as `A) …` lines), at the temperature given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcq_eval_asks_with_the_training_prompt() {
+    let server = FakeServer::start().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let o = medforge(&[
+        "eval",
+        "--endpoint",
+        &server.base_url(),
+        "--model",
+        "fake",
+        "--benchmark",
+        "medqa",
+        "--data",
+        &fixture("medqa/dev_4opt.jsonl"),
+        "--limit",
+        "2",
+        "--training-type",
+        "letter",
+        "--temperature",
+        "0.3",
+        "--out",
+        tmp.path().join("run").to_str().expect("u"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    let body = &reqs[0].body;
+    assert_eq!(body["temperature"], serde_json::json!(0.3));
+    let msgs = body["messages"].as_array().expect("messages");
+    assert_eq!(msgs[0]["role"], "system");
+    assert!(msgs[0]["content"].as_str().expect("s").contains("알파벳"), "type 3's prompt: {}", msgs[0]["content"]);
+    assert!(msgs[1]["content"].as_str().expect("s").contains("\nA) "), "options as A) lines: {}", msgs[1]["content"]);
+    let bad = medforge(&[
+        "eval",
+        "--endpoint",
+        &server.base_url(),
+        "--model",
+        "fake",
+        "--benchmark",
+        "medqa",
+        "--data",
+        &fixture("medqa/dev_4opt.jsonl"),
+        "--training-type",
+        "type9",
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--training-type type9"));
 }

@@ -19,7 +19,6 @@ use medforge_llm::map_bounded;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::bertscore::BertScorer;
 use crate::charts::{self, Bar};
 use crate::error::{EvalError, Result};
 use crate::metrics::meteor::Meteor;
@@ -345,12 +344,9 @@ pub fn score_items(items: &mut [GenItem], key_terms: &[Vec<String>], cfg: &TextM
         }
     });
     if let Some(b) = &cfg.bertscore {
-        let mut scorer = BertScorer::load(&b.model, b.layer)
-            .map_err(|e| EvalError::Model(format!("loading the BERTScore encoder {}: {e}", b.model.display())))?;
-        scorer.batch_size = b.batch_size.max(1);
         let refs: Vec<&str> = items.iter().map(|i| i.reference.as_str()).collect();
         let hyps: Vec<&str> = items.iter().map(|i| i.prediction.as_str()).collect();
-        let v = scorer.score(&refs, &hyps, b.idf).map_err(|e| EvalError::Model(format!("BERTScore: {e}")))?;
+        let (v, _) = b.score(&refs, &hyps)?;
         for (it, s) in items.iter_mut().zip(v) {
             it.metrics.insert("bertscore_precision".into(), s.p);
             it.metrics.insert("bertscore_recall".into(), s.r);
@@ -864,12 +860,18 @@ fn gen_html(
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>medforge generation evaluation</title>\n<style>body{font-family:system-ui,'Noto Sans CJK KR','NanumGothic','Noto Sans KR',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}td.text{text-align:left;max-width:360px;white-space:pre-wrap;font-size:13px}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}.up{color:#1b7837}.down{color:#b2182b}pre{background:#f7f7f7;padding:1em;overflow:auto}</style></head><body>\n");
     h.push_str(&format!(
-        "<h1>Generation evaluation: {}</h1>\n<p>Dataset: {} · items: {} · max new tokens {} · temperature {} · created {} · medforge {}. Means with 95% percentile-bootstrap CIs ({} resamples, seed {}); improvements are paired on items.</p>\n",
+        "<h1>Generation evaluation: {}</h1>\n<p>Dataset: {} · items: {} · {} · created {} · medforge {}. Means with 95% percentile-bootstrap CIs ({} resamples, seed {}); improvements are paired on items.</p>\n",
         esc(&runs.iter().map(label).collect::<Vec<_>>().join(" vs ")),
         esc(&last.summary.dataset),
         last.summary.n,
-        last.summary.generation.max_tokens,
-        last.summary.generation.temperature,
+        esc(&runs
+            .iter()
+            .map(|r| format!(
+                "{}: max new tokens {}, temperature {}, {:.0} s generating",
+                r.summary.role, r.summary.generation.max_tokens, r.summary.generation.temperature, r.summary.generate_s
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")),
         esc(&last.summary.created),
         esc(&last.summary.medforge_version),
         BOOTSTRAP_SAMPLES,

@@ -157,10 +157,11 @@ pub fn missed_targets(report: &PplReport) -> Vec<String> {
     missed
 }
 
-/// Perplexity above a target: `medforge perplexity` exits with status 3 on it, so loop drivers and CI can tell a
+/// A result on the wrong side of its target (perplexity above, accuracy or a score below): `medforge perplexity` and
+/// `medforge eval` exit with status 3 on it, so loop drivers and CI can tell a
 /// missed target from a failure.
 #[derive(Debug, thiserror::Error)]
-#[error("perplexity targets not met: {}", .0.join(", "))]
+#[error("targets not met: {}", .0.join(", "))]
 pub struct TargetsMissed(pub Vec<String>);
 
 /// Write `perplexity.json` (per type and pooled) and `perplexity_rows.csv` (every row) into `out`.

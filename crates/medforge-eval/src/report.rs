@@ -659,6 +659,35 @@ fn html(runs: &[EvalRun], failed: &Value, recs: &Recommendations, charts: &[(Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The MedGemma Korean pipeline's `division_report.json`: accuracy, count, and the mean loss of the expected
+    /// option where log-likelihoods were scored.
+    #[test]
+    fn division_report_per_division() {
+        let item = |id: &str, div: Option<&str>, correct: bool, lps: Vec<f64>| ItemResult {
+            id: id.into(),
+            subject: "s".into(),
+            question: "q".into(),
+            expected: 'B',
+            prediction: String::new(),
+            extracted: None,
+            outcome: "letter".into(),
+            detail: String::new(),
+            correct,
+            option_logprobs: lps,
+            division: div.map(str::to_string),
+            reasoning_score: None,
+        };
+        let r = division_report(&[
+            item("1", Some("1.4.1"), true, vec![-2.0, -0.5, -3.0]),
+            item("2", Some("1.4.1"), false, vec![-0.1, -1.5, -3.0]),
+            item("3", Some("2"), true, vec![]),
+            item("4", None, false, vec![]),
+        ]);
+        assert_eq!(r["1.4.1"], json!({"accuracy": 0.5, "count": 2, "avg_loss": 1.0}));
+        assert_eq!(r["2"], json!({"accuracy": 1.0, "count": 1, "avg_loss": null}));
+        assert_eq!(r["UNKNOWN"]["count"], 1);
+    }
     #[test]
     fn b64() {
         assert_eq!(base64(b""), "");

@@ -86,6 +86,25 @@ pub struct BertScoreOptions {
     pub layer: Option<usize>,
     pub idf: bool,
     pub batch_size: usize,
+    /// bert-score's baseline file for rescaling (`rescale_with_baseline`), read from a path.
+    pub baseline: Option<PathBuf>,
+}
+
+impl BertScoreOptions {
+    /// Load the encoder and score the pairs, rescaled with the baseline when one is set.
+    pub fn score(&self, refs: &[&str], hyps: &[&str]) -> Result<(Vec<crate::bertscore::BertScore>, usize)> {
+        let mut scorer = BertScorer::load(&self.model, self.layer)
+            .map_err(|e| EvalError::Model(format!("loading the BERTScore encoder {}: {e}", self.model.display())))?;
+        scorer.batch_size = self.batch_size.max(1);
+        let mut v = scorer.score(refs, hyps, self.idf).map_err(|e| EvalError::Model(format!("BERTScore: {e}")))?;
+        if let Some(path) = &self.baseline {
+            let b = crate::bertscore::baseline::Baseline::load(path).map_err(|e| EvalError::Config(e.to_string()))?;
+            for s in v.iter_mut() {
+                *s = b.rescale(*s, scorer.layers()).map_err(|e| EvalError::Config(e.to_string()))?;
+            }
+        }
+        Ok((v, scorer.layers()))
+    }
 }
 
 /// What to compute and how.
@@ -187,15 +206,15 @@ pub fn score(refs: &[String], hyps: &[String], opts: &ScoreOptions) -> Result<Sc
                     .into(),
             )
         })?;
-        let mut scorer = BertScorer::load(&b.model, b.layer)
-            .map_err(|e| EvalError::Model(format!("loading the BERTScore encoder {}: {e}", b.model.display())))?;
-        scorer.batch_size = b.batch_size.max(1);
-        let v = scorer.score(refs, hyps, b.idf).map_err(|e| EvalError::Model(format!("BERTScore: {e}")))?;
+        let rr: Vec<&str> = refs.iter().map(String::as_str).collect();
+        let hh: Vec<&str> = hyps.iter().map(String::as_str).collect();
+        let (v, layers) = b.score(&rr, &hh)?;
         column(&mut r, "bertscore_p", &v.iter().map(|x| x.p).collect::<Vec<_>>());
         column(&mut r, "bertscore_r", &v.iter().map(|x| x.r).collect::<Vec<_>>());
         column(&mut r, "bertscore_f1", &v.iter().map(|x| x.f).collect::<Vec<_>>());
-        r.summary.insert("bertscore_layer".into(), json!(scorer.layers()));
+        r.summary.insert("bertscore_layer".into(), json!(layers));
         r.summary.insert("bertscore_idf".into(), json!(b.idf));
+        r.summary.insert("bertscore_rescaled".into(), json!(b.baseline.is_some()));
     }
     if has(Metric::Format) {
         // The reference is the expected answer: the score weighs correctness 2/3 and format 1/3.

@@ -1,10 +1,10 @@
 //! BERTScore (Zhang et al., 2020) with greedy matching and optional idf weighting, over a local
-//! BERT-family encoder (Hugging Face folder: `config.json`, `model.safetensors`, `tokenizer.json`,
+//! BERT, RoBERTa or DeBERTa (v1, v2/v3) encoder (Hugging Face folder: `config.json`, `model.safetensors`, `tokenizer.json`,
 //! optionally `tokenizer_config.json`), matching the Python `bert-score` package (0.3.13,
 //! `bert_score/utils.py`) run with the same model and `num_layers`:
 //!
 //! - `sent_encode`: the text is `strip()`ped; an empty text encodes as `[CLS] [SEP]`; otherwise
-//!   `[CLS] tokens [SEP]`, truncated to the tokenizer's `model_max_length` (from
+//!   `[CLS] tokens [SEP]` (RoBERTa: `<s> tokens </s>`, the text with a leading space), truncated to the tokenizer's `model_max_length` (from
 //!   `tokenizer_config.json`, capped at `max_position_embeddings`) keeping the final `[SEP]`. The
 //!   padding and truncation settings stored in `tokenizer.json` are turned off.
 //! - The embedding of each token is the hidden state after `num_layers` blocks (default: all),
@@ -14,12 +14,15 @@
 //!   references containing the token (unseen tokens: `ln(M+1)`), used for both sides.
 //! - `P = Σ_i w_h(i)·max_j sim(i,j) / Σ w_h`, `R` likewise over reference tokens, `F = 2PR/(P+R)`;
 //!   an empty hypothesis or reference gives P = R = F = 0, and a NaN F becomes 0 (as bert-score).
+//! - Optionally rescaled with bert-score's baseline file ([`baseline`]).
 //!
 //! One deliberate difference: bert-score pads the reference batch and takes the max over the padded
 //! similarity row, whose padding entries are 0, so a hypothesis token whose similarities to every
 //! reference token are negative scores 0 there when the reference is shorter than the longest one in
 //! its batch of 64. This takes the max over real tokens only, so a pair's score never depends on
 //! the other pairs. With contextual embeddings (cosines to [CLS]/[SEP] are positive) the two agree.
+pub mod baseline;
+pub mod deberta;
 pub mod model;
 
 use std::collections::{HashMap, HashSet};
@@ -31,6 +34,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
+pub use deberta::{DebertaConfig, DebertaEncoder};
 pub use model::{BertConfig, BertEncoder};
 
 /// Errors of loading a model or scoring.
@@ -54,14 +58,93 @@ pub struct BertScore {
     pub f: f64,
 }
 
+/// The encoder architectures BERTScore runs: BERT and RoBERTa (one graph), DeBERTa v1 and v2/v3.
+pub enum Encoder {
+    Bert(BertEncoder),
+    Deberta(DebertaEncoder),
+}
+
+impl Encoder {
+    /// Load the encoder `config.json` names (`model_type`), keeping the first `layer` blocks.
+    pub fn load(model_dir: &Path, layer: Option<usize>) -> Result<Encoder, BertScoreError> {
+        let cfg_path = model_dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| load_err(&cfg_path, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| load_err(&cfg_path, e))?;
+        let weights = model_dir.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(load_err(&weights, "missing (safetensors weights are needed)"));
+        }
+        // SAFETY: the file is memory-mapped read-only and not modified while the encoder lives.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu)? };
+        match v.get("model_type").and_then(|m| m.as_str()).unwrap_or("bert") {
+            "deberta" | "deberta-v2" => {
+                let config: DebertaConfig = serde_json::from_value(v).map_err(|e| load_err(&cfg_path, e))?;
+                Ok(Encoder::Deberta(DebertaEncoder::load(vb, &config, layer).map_err(|e| load_err(model_dir, e))?))
+            }
+            "bert" | "roberta" | "xlm-roberta" | "camembert" => {
+                let config: BertConfig = serde_json::from_value(v).map_err(|e| load_err(&cfg_path, e))?;
+                Ok(Encoder::Bert(BertEncoder::load(vb, &config, layer).map_err(|e| load_err(model_dir, e))?))
+            }
+            other => Err(load_err(
+                &cfg_path,
+                format!("model_type `{other}` is not supported (bert, roberta, deberta, deberta-v2)"),
+            )),
+        }
+    }
+
+    pub fn layers(&self) -> usize {
+        match self {
+            Encoder::Bert(e) => e.layers(),
+            Encoder::Deberta(e) => e.layers(),
+        }
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Encoder::Bert(e) => e.config.hidden_size,
+            Encoder::Deberta(e) => e.config.hidden_size,
+        }
+    }
+
+    fn max_positions(&self) -> usize {
+        match self {
+            Encoder::Bert(e) => e.config.max_position_embeddings,
+            // Relative positions have no hard limit; the tokenizer's model_max_length applies.
+            Encoder::Deberta(e) => e.config.max_position_embeddings.max(512),
+        }
+    }
+
+    fn pad_token_id(&self) -> u32 {
+        match self {
+            Encoder::Bert(e) => e.config.pad_token_id,
+            Encoder::Deberta(e) => e.config.pad_token_id,
+        }
+    }
+
+    fn is_roberta(&self) -> bool {
+        matches!(self, Encoder::Bert(e) if e.config.is_roberta())
+    }
+
+    /// `ids`: (batch, len) u32; `mask`: (batch, len) f32 with 1 for tokens. Hidden states (batch, len, hidden).
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor, candle_core::Error> {
+        match self {
+            Encoder::Bert(e) => e.forward(ids, mask),
+            Encoder::Deberta(e) => e.forward(ids, mask),
+        }
+    }
+}
+
 /// A loaded encoder and tokenizer that scores hypothesis/reference pairs.
 pub struct BertScorer {
-    encoder: BertEncoder,
+    encoder: Encoder,
     tokenizer: Tokenizer,
     cls: u32,
     sep: u32,
     pad: u32,
     max_len: usize,
+    /// Byte-level BPE models (RoBERTa) are asked with a leading space, as bert-score's `sent_encode` does
+    /// (`add_prefix_space=True`).
+    prefix_space: bool,
     /// Sentences per encoder batch (bert-score's default is 64).
     pub batch_size: usize,
 }
@@ -78,31 +161,23 @@ fn py_strip(s: &str) -> &str {
 impl BertScorer {
     /// Loads `model_dir` and keeps the first `layer` blocks (bert-score's `num_layers`; `None` = all).
     pub fn load(model_dir: &Path, layer: Option<usize>) -> Result<Self, BertScoreError> {
-        let cfg_path = model_dir.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| load_err(&cfg_path, e))?;
-        let config: BertConfig = serde_json::from_str(&text).map_err(|e| load_err(&cfg_path, e))?;
+        let encoder = Encoder::load(model_dir, layer)?;
         let tok_path = model_dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| load_err(&tok_path, e))?;
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(|e| load_err(&tok_path, e))?;
         let id = |t: &str| tokenizer.token_to_id(t).ok_or_else(|| load_err(&tok_path, format!("no {t} token")));
-        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
-        let pad = tokenizer.token_to_id("[PAD]").unwrap_or(config.pad_token_id);
+        let roberta = encoder.is_roberta();
+        let (cls, sep) = if roberta { (id("<s>")?, id("</s>")?) } else { (id("[CLS]")?, id("[SEP]")?) };
+        let pad = tokenizer.token_to_id(if roberta { "<pad>" } else { "[PAD]" }).unwrap_or(encoder.pad_token_id());
         let tc_path = model_dir.join("tokenizer_config.json");
         let model_max = std::fs::read_to_string(&tc_path)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v.get("model_max_length").and_then(serde_json::Value::as_f64))
             .map(|x| x.min(usize::MAX as f64) as usize);
-        let max_len = model_max.unwrap_or(usize::MAX).min(config.max_position_embeddings).max(2);
-        let weights = model_dir.join("model.safetensors");
-        if !weights.is_file() {
-            return Err(load_err(&weights, "missing (safetensors weights are needed)"));
-        }
-        // SAFETY: the file is memory-mapped read-only and not modified while the scorer lives.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu)? };
-        let encoder = BertEncoder::load(vb, &config, layer).map_err(|e| load_err(model_dir, e))?;
-        Ok(BertScorer { encoder, tokenizer, cls, sep, pad, max_len, batch_size: 64 })
+        let max_len = model_max.unwrap_or(usize::MAX).min(encoder.max_positions()).max(2);
+        Ok(BertScorer { encoder, tokenizer, cls, sep, pad, max_len, prefix_space: roberta, batch_size: 64 })
     }
 
     /// Number of encoder blocks in use (the `num_layers` to give bert-score for the same numbers).
@@ -110,11 +185,19 @@ impl BertScorer {
         self.encoder.layers()
     }
 
-    /// bert-score's `sent_encode`: `[CLS] tokens [SEP]`, truncated to the model's maximum length.
+    /// bert-score's `sent_encode`: `[CLS] tokens [SEP]` (`<s> tokens </s>` for RoBERTa), truncated to the model's
+    /// maximum length.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, BertScoreError> {
         let s = py_strip(text);
         let mut ids = vec![self.cls];
         if !s.is_empty() {
+            let spaced;
+            let s = if self.prefix_space && !s.starts_with(' ') {
+                spaced = format!(" {s}");
+                spaced.as_str()
+            } else {
+                s
+            };
             let enc = self.tokenizer.encode(s, false).map_err(|e| BertScoreError::Tokenizer(e.to_string()))?;
             let body = enc.get_ids();
             ids.extend_from_slice(&body[..body.len().min(self.max_len - 2)]);
@@ -132,13 +215,13 @@ impl BertScorer {
 
     /// The encoder's hidden size (floats per token embedding).
     pub fn hidden_size(&self) -> usize {
-        self.encoder.config.hidden_size
+        self.encoder.hidden_size()
     }
 
     /// L2-normalised token embeddings (rows of `hidden` floats) of each token sequence, encoded in
     /// batches of similar length.
     fn embed(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, BertScoreError> {
-        let h = self.encoder.config.hidden_size;
+        let h = self.encoder.hidden_size();
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
         let mut out = vec![Vec::new(); seqs.len()];
@@ -197,7 +280,7 @@ impl BertScorer {
         let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.encode(t)).collect::<Result<_, _>>()?;
         let weights = self.weights(&pair_idx, &seqs, idf);
         let embs = self.embed(&seqs)?;
-        let h = self.encoder.config.hidden_size;
+        let h = self.encoder.hidden_size();
         Ok(pair_idx.par_iter().map(|&(r, c)| greedy(&embs[r], &weights[r], &embs[c], &weights[c], h)).collect())
     }
 

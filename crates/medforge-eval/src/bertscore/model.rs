@@ -1,10 +1,12 @@
-//! A BERT encoder (Hugging Face `BertModel` layout) on candle, written with candle-nn so that
-//! BERTScore can take the hidden state after any number of layers (bert-score's `num_layers`:
-//! it truncates `model.encoder.layer` to the first `num_layers` and uses the last hidden state).
+//! A BERT-family encoder (Hugging Face `BertModel` and `RobertaModel` layouts) on candle, written with candle-nn so
+//! that BERTScore can take the hidden state after any number of layers (bert-score's `num_layers`: it truncates
+//! `model.encoder.layer` to the first `num_layers` and uses the last hidden state).
 //!
 //! Matches `transformers`' BertModel in eval mode: word + absolute position + token-type (all 0)
 //! embeddings, LayerNorm, then post-LN blocks of multi-head self-attention (scores / sqrt(d),
-//! padding keys masked out) and a GELU feed-forward. Dropout is the identity.
+//! padding keys masked out) and a GELU feed-forward. Dropout is the identity. RoBERTa is the same graph with
+//! position ids counted from `pad_token_id + 1` (`create_position_ids_from_input_ids`: padding keeps
+//! `pad_token_id`) and a `roberta.` weight prefix.
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder};
 use serde::Deserialize;
@@ -28,6 +30,15 @@ pub struct BertConfig {
     pub pad_token_id: u32,
     #[serde(default = "default_pos")]
     pub position_embedding_type: String,
+    /// `bert`, `roberta`, ... (RoBERTa counts positions from `pad_token_id + 1`).
+    #[serde(default)]
+    pub model_type: String,
+}
+
+impl BertConfig {
+    pub fn is_roberta(&self) -> bool {
+        matches!(self.model_type.as_str(), "roberta" | "xlm-roberta" | "camembert")
+    }
 }
 
 fn default_act() -> String {
@@ -44,7 +55,7 @@ fn default_pos() -> String {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Act {
+pub(crate) enum Act {
     /// `gelu` in transformers: the exact erf form.
     GeluErf,
     /// `gelu_new` / `gelu_pytorch_tanh`: the tanh approximation.
@@ -53,7 +64,7 @@ enum Act {
 }
 
 impl Act {
-    fn parse(s: &str) -> Result<Act> {
+    pub(crate) fn parse(s: &str) -> Result<Act> {
         match s {
             "gelu" => Ok(Act::GeluErf),
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Act::GeluTanh),
@@ -61,7 +72,7 @@ impl Act {
             o => candle_core::bail!("hidden_act `{o}` is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"),
         }
     }
-    fn apply(self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Act::GeluErf => x.gelu_erf(),
             Act::GeluTanh => x.gelu(),
@@ -114,7 +125,13 @@ impl BertEncoder {
                 config.num_attention_heads
             );
         }
-        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
+        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
+            vb
+        } else if vb.contains_tensor("roberta.embeddings.word_embeddings.weight") {
+            vb.pp("roberta")
+        } else {
+            vb.pp("bert")
+        };
         let h = config.hidden_size;
         let ln =
             |vb: VarBuilder| layer_norm(h, LayerNormConfig { eps: config.layer_norm_eps, ..Default::default() }, vb);
@@ -160,9 +177,19 @@ impl BertEncoder {
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let dev = ids.device();
-        let pos = Tensor::arange(0u32, t as u32, dev)?;
         let types = Tensor::zeros((b, t), DType::U32, dev)?;
-        let x = self.word.forward(ids)?.broadcast_add(&self.position.forward(&pos)?)?;
+        let x = if self.config.is_roberta() {
+            // Real tokens count from pad + 1, padding stays at pad (sequences are right-padded).
+            let pad = self.config.pad_token_id as f64;
+            let steps = Tensor::arange(0u32, t as u32, dev)?.to_dtype(DType::F32)?.reshape((1, t))?;
+            let real = mask.broadcast_mul(&(steps + (pad + 1.0))?)?;
+            let pads = ((mask.ones_like()? - mask)? * pad)?;
+            let pos = (real + pads)?.to_dtype(DType::U32)?;
+            (self.word.forward(ids)? + self.position.forward(&pos)?)?
+        } else {
+            let pos = Tensor::arange(0u32, t as u32, dev)?;
+            self.word.forward(ids)?.broadcast_add(&self.position.forward(&pos)?)?
+        };
         let x = (x + self.token_type.forward(&types)?)?;
         let mut x = self.emb_ln.forward(&x)?;
         // Additive key mask, (b, 1, 1, t): 0 for tokens, a large negative for padding.

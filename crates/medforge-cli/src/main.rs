@@ -27,8 +27,8 @@ struct Cli {
 enum Command {
     /// Score hypotheses against references: BLEU, ROUGE, METEOR, EM, F1 (reference-exact).
     Score(eval_cmd::ScoreArgs),
-    /// Evaluate a model on an MCQ benchmark (generation or log-likelihood) and write the reports.
-    Eval(eval_cmd::EvalArgs),
+    /// Evaluate a model: MCQ accuracy (generation or log-likelihood) or open-ended answers against references.
+    Eval(Box<eval_cmd::EvalArgs>),
     /// Perplexity of a formatted training set per training type, against optional targets.
     Perplexity(eval_cmd::PerplexityArgs),
     /// Compare eval runs: comparison/specialty CSVs, failed questions, recommendations, charts, HTML.
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Score(a) => a.run(),
-        Command::Eval(a) => a.run(),
+        Command::Eval(a) => (*a).run(),
         Command::Perplexity(a) => a.run(),
         Command::Report(a) => a.run(),
         Command::Inspect(a) => a.run(),

@@ -1038,7 +1038,7 @@ mod tests {
         assert!(recs.overall_improvement["rougeL"] > 0.0);
         assert!(!recs.overall_improvement.contains_key("bertscore_f1"), "no BERTScore computed");
         let bad = RecommendationRule { metric: "nope".into(), ..rule.clone() };
-        assert!(gen_recommendations(&[ft.clone()], &bad).unwrap_err().to_string().contains("`nope`"));
+        assert!(gen_recommendations(std::slice::from_ref(&ft), &bad).unwrap_err().to_string().contains("`nope`"));
 
         let dir = tempfile::tempdir().unwrap();
         write_gen_run(dir.path(), &base).unwrap();

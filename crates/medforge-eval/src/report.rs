@@ -437,21 +437,40 @@ pub fn record_failures(tracker: &mut FailureTracker, run: &EvalRun, step: u64) {
     }
 }
 
-/// `division_report.json`, the MedGemma Korean pipeline's: per division, `accuracy`, `count` and `avg_loss` (the
-/// mean negative log-likelihood of the expected option in log-likelihood mode; `null` in generation mode).
-pub fn division_report(items: &[ItemResult]) -> BTreeMap<String, Value> {
-    let mut by: BTreeMap<String, Vec<&ItemResult>> = BTreeMap::new();
-    for i in items {
-        by.entry(i.division.clone().unwrap_or_else(|| "UNKNOWN".into())).or_default().push(i);
+/// One division of `division_report.json`, the MedGemma Korean pipeline's schema: `{division: {accuracy, count,
+/// avg_loss}}` with accuracy as a fraction (the document's example: `"accuracy": 0.65`). This type owns the file;
+/// `medforge eval` and the training loops both write it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DivisionStats {
+    pub accuracy: f64,
+    pub count: usize,
+    /// Mean negative log-likelihood of the expected answer; `null` where no log-likelihoods were scored.
+    pub avg_loss: Option<f64>,
+}
+
+/// Per-division figures from `(division, correct, loss)` triples.
+pub fn division_stats<'a>(
+    items: impl IntoIterator<Item = (&'a str, bool, Option<f64>)>,
+) -> BTreeMap<String, DivisionStats> {
+    let mut by: BTreeMap<String, (usize, usize, Vec<f64>)> = BTreeMap::new();
+    for (d, correct, loss) in items {
+        let e = by.entry(d.to_string()).or_default();
+        e.0 += correct as usize;
+        e.1 += 1;
+        e.2.extend(loss);
     }
     by.into_iter()
-        .map(|(d, v)| {
-            let losses: Vec<f64> = v.iter().filter_map(|i| i.loss()).collect();
-            let avg_loss = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
-            let acc = v.iter().filter(|i| i.correct).count() as f64 / v.len() as f64;
-            (d, json!({"accuracy": acc, "count": v.len(), "avg_loss": avg_loss}))
+        .map(|(d, (c, n, l))| {
+            let avg_loss = (!l.is_empty()).then(|| l.iter().sum::<f64>() / l.len() as f64);
+            (d, DivisionStats { accuracy: c as f64 / n as f64, count: n, avg_loss })
         })
         .collect()
+}
+
+/// `division_report.json` of MCQ results: items without a division count under `UNKNOWN`; the loss is the expected
+/// option's in log-likelihood mode.
+pub fn division_report(items: &[ItemResult]) -> BTreeMap<String, DivisionStats> {
+    division_stats(items.iter().map(|i| (i.division.as_deref().unwrap_or("UNKNOWN"), i.correct, i.loss())))
 }
 
 /// Items failed in any of the runs, with fail counts over the runs that evaluated them.
@@ -684,9 +703,9 @@ mod tests {
             item("3", Some("2"), true, vec![]),
             item("4", None, false, vec![]),
         ]);
-        assert_eq!(r["1.4.1"], json!({"accuracy": 0.5, "count": 2, "avg_loss": 1.0}));
-        assert_eq!(r["2"], json!({"accuracy": 1.0, "count": 1, "avg_loss": null}));
-        assert_eq!(r["UNKNOWN"]["count"], 1);
+        assert_eq!(r["1.4.1"], DivisionStats { accuracy: 0.5, count: 2, avg_loss: Some(1.0) });
+        assert_eq!(serde_json::to_value(&r["2"]).unwrap(), json!({"accuracy": 1.0, "count": 1, "avg_loss": null}));
+        assert_eq!(r["UNKNOWN"].count, 1);
     }
     #[test]
     fn b64() {

@@ -104,14 +104,11 @@ impl Driver<'_> {
             self.failures.record(&it.id, &it.expected.to_string(), &it.predicted.to_string(), &it.preview, step);
         }
         self.failures.write(&self.out.join("failed_questions.json"))?;
-        let report = json!({
-            "benchmark": self.probe.benchmark, "step": step, "after": label, "overall":
-                {"accuracy": r.accuracy, "count": r.count, "avg_loss": r.avg_loss},
-            "divisions": r.by_division(),
-        });
+        // The MedGemma Korean pipeline's `{division: {accuracy, count, avg_loss}}`; the overall figures are in the
+        // loop report.
         medforge_data::write::write_atomic(
             &self.out.join("division_report.json"),
-            &serde_json::to_vec_pretty(&report).expect("serialises"),
+            &serde_json::to_vec_pretty(&r.by_division()).expect("serialises"),
         )?;
         self.checks += 1;
         if r.accuracy > self.best || self.checks == 1 {

@@ -17,6 +17,9 @@ use medforge_eval::runner::{load_benchmark, Benchmark, EvalItem};
 use medforge_text::chat::Message;
 use serde::Serialize;
 
+use medforge_eval::report::division_stats;
+pub use medforge_eval::report::DivisionStats;
+
 use crate::error::{Result, TrainError};
 
 struct Item {
@@ -48,14 +51,6 @@ pub struct ItemOutcome {
     pub preview: String,
 }
 
-/// Per-division accuracy, count and average loss (`division_report.json`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DivisionStats {
-    pub accuracy: f64,
-    pub count: usize,
-    pub avg_loss: f64,
-}
-
 /// A probe's result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProbeResult {
@@ -67,19 +62,9 @@ pub struct ProbeResult {
 }
 
 impl ProbeResult {
+    /// `division_report.json`'s entries (the MedGemma Korean pipeline's schema, owned by medforge-eval).
     pub fn by_division(&self) -> BTreeMap<String, DivisionStats> {
-        let mut acc: BTreeMap<String, (usize, usize, f64)> = BTreeMap::new();
-        for it in &self.items {
-            let e = acc.entry(it.division.clone()).or_default();
-            e.0 += usize::from(it.correct);
-            e.1 += 1;
-            e.2 += it.loss;
-        }
-        acc.into_iter()
-            .map(|(d, (c, n, l))| {
-                (d, DivisionStats { accuracy: 100.0 * c as f64 / n as f64, count: n, avg_loss: l / n as f64 })
-            })
-            .collect()
+        division_stats(self.items.iter().map(|it| (it.division.as_str(), it.correct, Some(it.loss))))
     }
 }
 

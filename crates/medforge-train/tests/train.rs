@@ -418,11 +418,13 @@ fn loop_until_target_trains_each_type_per_loop_and_keeps_the_best() {
     for dir in ["loop_1/after_type1", "loop_1/after_type3", "loop_2/after_type3", "best_checkpoint", "final"] {
         assert!(o.output.join(dir).join("adapter_model.safetensors").is_file(), "no adapter in {dir}");
     }
+    // division_report.json in the MedGemma Korean pipeline's schema: {division: {accuracy, count, avg_loss}}.
     let divisions = json_file(&o.output.join("division_report.json"));
-    assert_eq!(divisions["overall"]["count"], 12);
-    let d = divisions["divisions"].as_object().unwrap();
+    let d = divisions.as_object().unwrap();
     assert_eq!(d.keys().collect::<Vec<_>>(), ["step1", "step2&3"]);
     assert_eq!(d["step1"]["count"], 6);
+    assert_eq!(d.values().map(|v| v["count"].as_u64().unwrap()).sum::<u64>(), 12);
+    assert!(d.values().all(|v| (0.0..=1.0).contains(&v["accuracy"].as_f64().unwrap()) && v["avg_loss"].is_number()));
     // The failure history covers the three checks; every entry has the MedGemma Korean pipeline's fields.
     let failed = json_file(&o.output.join("failed_questions.json"));
     for q in failed.as_array().unwrap() {

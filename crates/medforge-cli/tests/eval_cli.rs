@@ -494,3 +494,56 @@ async fn mcq_eval_asks_with_the_training_prompt() {
     ]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--training-type type9"));
 }
+
+/// Base and fine-tuned in one command on the local engine: `--adapter` with `--with-base` writes both roles' results
+/// into one folder and compares them item by item.
+#[test]
+fn generate_eval_with_base_and_adapter_in_one_command() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("tiny");
+    medforge_engine::tiny::write_hf(&model).expect("tiny model");
+    let adapter = tmp.path().join("lora");
+    medforge_engine::tiny::write_lora(&adapter, 4, 8.0).expect("adapter");
+    let data = tmp.path().join("qa.jsonl");
+    let mut rows = String::new();
+    for (i, spec) in ["cardiology", "neurology", "cardiology"].iter().enumerate() {
+        rows.push_str(
+            &serde_json::json!({"id": format!("q{i}"), "source": "t", "kind": "open_qa",
+                "question": format!("question {i}"), "answer": "the heart", "specialty": spec})
+            .to_string(),
+        );
+        rows.push('\n');
+    }
+    std::fs::write(&data, rows).expect("w");
+    let out = tmp.path().join("out");
+    let o = medforge(&[
+        "eval",
+        "--task",
+        "generate",
+        "--model-path",
+        model.to_str().expect("u"),
+        "--adapter",
+        adapter.to_str().expect("u"),
+        "--with-base",
+        "--max-tokens",
+        "6",
+        "--data",
+        data.to_str().expect("u"),
+        "--preset",
+        "medforge",
+        "--out",
+        out.to_str().expect("u"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["base_model_results.csv", "finetuned_model_results.csv", "model_comparison.csv", "report.html"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let cmp = std::fs::read_to_string(out.join("model_comparison.csv")).expect("cmp");
+    let row = cmp.lines().find(|l| l.starts_with("overall,,rougeL,")).expect("rougeL row");
+    assert!(row.ends_with(",3"), "3 paired items: {row}");
+    let sums: Vec<serde_json::Value> = ["base", "finetuned"]
+        .iter()
+        .map(|r| serde_json::from_slice(&std::fs::read(out.join(format!("{r}_summary.json"))).expect("s")).expect("j"))
+        .collect();
+    assert_eq!((sums[0]["role"].as_str(), sums[1]["role"].as_str()), (Some("base"), Some("finetuned")));
+}

@@ -251,28 +251,33 @@ pub enum RoleArg {
 #[command(after_help = "Examples:\n  \
     medforge eval --endpoint http://localhost:8000/v1 --model smollm2 --benchmark medqa \\\n      \
     --data ../shared/data/medqa/US/4_options/dev.jsonl --limit 200\n  \
-    medforge eval --model-path base.gguf --benchmark kormedmcqa --data data/kormedmcqa/doctor/test.csv \\\n      \
-    --format-config format.toml --training-type letter --target 0.9\n  \
+    medforge eval --model-path base.gguf --benchmark kormedmcqa \\\n      \
+    --data data/kormedmcqa/doctor/test.csv --format-config format.toml --training-type letter \\\n      \
+    --target 0.9\n  \
     medforge eval --task generate --model-path base.gguf --adapter out/lora --with-base \\\n      \
     --data out/run/splits/holdout.jsonl --bertscore-model all-MiniLM-L6-v2\n\n\
-    --task mcq (default): --mode gen asks the model (chat completions) and extracts the letter: reasoning\n\
-    blocks stripped, then \"answer is X\", \"정답: X\", a lone letter, the first option letter, the option\n\
-    text; answers that fit none are counted as unparseable (and wrong), never guessed. --mode loglik ranks\n\
-    the options by log-likelihood. The run folder gets {model}_results.csv, specialty_performance.csv,\n\
-    model_comparison.csv, failed_questions.json (the MedGemma Korean pipeline's top 10; its history and\n\
-    medforge's detail beside it), division_report.json (items with divisions), training_recommendations.json,\n\
-    PNG charts and report.html.\n\n\
-    --task generate: the model answers each question with a reference (a splits/holdout.jsonl or eval.jsonl,\n\
-    MedQuAD, specialty JSON, PubMedQA long answers: any file a data preset reads) with the Meerkat pipeline's\n\
-    settings (512 new tokens, temperature 0.1); every answer is scored with nltk BLEU-1..4, ROUGE-1/2/L,\n\
-    METEOR, exact match, token F1 and BERTScore (with --bertscore-model). The folder gets\n\
-    {base,finetuned}_model_results.csv, model_comparison.csv (paired improvements with CIs),\n\
-    specialty_performance.csv, specialty_analysis.png, model_comparison.png, report.html and the Meerkat\n\
-    pipeline's training_recommendations.json, which `medforge split update` consumes. Base and fine-tuned:\n\
-    --adapter with --with-base in one command, or two runs (--role) joined by `medforge report`.\n\n\
-    --format-config and --training-type ask with the prompt the model was trained on (the `format` stage's\n\
-    system prompts and user turn). --target exits with status 3 below the target (accuracy for mcq, the\n\
-    recommendation metric's mean for generate), for loop drivers and CI.")]
+    --task mcq (default): --mode gen asks the model (chat completions) and extracts the\n\
+    letter: reasoning blocks stripped, then \"answer is X\", \"정답: X\", a lone letter, the\n\
+    first option letter, the option text; answers that fit none are counted as unparseable\n\
+    (and wrong), never guessed. --mode loglik ranks the options by log-likelihood. The run\n\
+    folder gets {model}_results.csv, specialty_performance.csv, model_comparison.csv,\n\
+    failed_questions.json (the MedGemma Korean pipeline's top 10; its history and medforge's\n\
+    detail beside it), division_report.json (items with divisions),\n\
+    training_recommendations.json, PNG charts and report.html.\n\n\
+    --task generate: the model answers each question that has a reference (splits/holdout.jsonl\n\
+    or eval.jsonl, MedQuAD, specialty JSON, PubMedQA long answers: any file a data preset\n\
+    reads) with the Meerkat pipeline's settings (512 new tokens, temperature 0.1). Every answer\n\
+    is scored with nltk BLEU-1..4, ROUGE-1/2/L, METEOR, exact match, token F1 and BERTScore\n\
+    (with --bertscore-model). The folder gets {base,finetuned}_model_results.csv,\n\
+    model_comparison.csv (paired improvements with CIs), specialty_performance.csv,\n\
+    specialty_analysis.png, model_comparison.png, report.html and the Meerkat pipeline's\n\
+    training_recommendations.json, which `medforge split update` applies. Base and\n\
+    fine-tuned: --adapter with --with-base in one command, or two runs (--role) joined by\n\
+    `medforge report`.\n\n\
+    --format-config and --training-type ask with the prompt the model was trained on (the\n\
+    `format` stage's system prompts and user turn). --target exits with status 3 below the\n\
+    target (accuracy for mcq, the recommendation metric's mean for generate), for loop\n\
+    drivers and CI. See docs/evaluation.md.")]
 pub struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,

@@ -712,12 +712,18 @@ impl<'p> Stream<'p> {
     }
 
     fn finish(
-        self,
+        mut self,
         prompt_tokens: usize,
         prompt_secs: f64,
         decode_secs: f64,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Generation {
+        // Cut by the token budget in the middle of a character (a Hangul syllable is 3 bytes, often 2-3 byte
+        // tokens): drop the undecodable tail instead of returning U+FFFD, as streaming never emitted it either.
+        if self.finish == "length" {
+            let kept = self.text.trim_end_matches('\u{FFFD}').len().max(self.emitted);
+            self.text.truncate(kept);
+        }
         if self.text.len() > self.emitted {
             on_text(&self.text[self.emitted..]);
         }

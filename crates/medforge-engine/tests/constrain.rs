@@ -195,3 +195,28 @@ fn scored_choices_are_their_log_likelihoods_and_agree_with_greedy_choice() {
     let prompt = e.encode_prompt("x").unwrap();
     assert!(e.score_choices(&prompt, &[]).is_err());
 }
+
+/// A generation cut by its token budget in the middle of a multi-byte character (the tiny model's byte tokens
+/// split them often) ends at the last whole character, never with U+FFFD.
+#[test]
+fn a_budget_cut_never_leaves_a_broken_character() {
+    let (_d, mut e) = engine("hf");
+    let mut cut_mid_char = 0;
+    let prompt = e.encode_prompt("환자는 흉통을").unwrap();
+    for seed in 0..120u64 {
+        for max_tokens in [3usize, 5, 8] {
+            let p = GenerateParams {
+                max_tokens,
+                sampling: SamplingParams { temperature: 1.5, top_p: 1.0, top_k: 0, seed },
+                ..Default::default()
+            };
+            let g = e.generate(&prompt, &p, &mut |_| true).unwrap();
+            if g.finish_reason == "length" {
+                assert!(!g.text.ends_with('\u{FFFD}'), "seed {seed}: {:?}", g.text);
+                let full = e.decode(&g.tokens).unwrap();
+                cut_mid_char += full.ends_with('\u{FFFD}') as usize;
+            }
+        }
+    }
+    assert!(cut_mid_char > 0, "the test never cut a character: it checks nothing");
+}

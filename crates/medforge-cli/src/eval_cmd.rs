@@ -382,6 +382,13 @@ pub struct GenerateArgs {
     /// ROUGE tokenizer (unicode for Korean).
     #[arg(long, value_enum, default_value = "reference")]
     rouge_tokenizer: RougeTokenizerArg,
+    #[command(flatten)]
+    rec: RecArgs,
+}
+
+/// How generation runs' `training_recommendations.json` is made (`eval --task generate` and `report`).
+#[derive(Args)]
+pub struct RecArgs {
     /// The per-specialty metric recommendations key on.
     #[arg(long, default_value = "token_f1")]
     rec_metric: String,
@@ -393,7 +400,7 @@ pub struct GenerateArgs {
     rec_share: f64,
 }
 
-impl GenerateArgs {
+impl RecArgs {
     fn rule(&self) -> Result<RecommendationRule> {
         if !(0.0..=1.0).contains(&self.rec_share) {
             bail!("--rec-share {}: a training share between 0 and 1", self.rec_share);
@@ -590,7 +597,7 @@ impl EvalArgs {
 
     fn run_generate(self) -> Result<()> {
         let g = &self.generate;
-        let rule = g.rule()?;
+        let rule = g.rec.rule()?;
         let smoothing = Smoothing::parse(&g.bleu_smoothing)
             .ok_or_else(|| anyhow!("--bleu-smoothing {}: use method0..method4", g.bleu_smoothing))?;
         let test_prompt =
@@ -764,15 +771,9 @@ pub struct ReportArgs {
     /// Where to write the report (default: a `report` folder beside the last run).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Generation runs: the per-specialty metric recommendations key on.
-    #[arg(long, default_value = "token_f1")]
-    rec_metric: String,
-    /// Generation runs: specialties below this get more data.
-    #[arg(long, default_value_t = 0.5)]
-    rec_threshold: f64,
-    /// Generation runs: their new training share.
-    #[arg(long, default_value_t = 0.8)]
-    rec_share: f64,
+    /// Generation runs: how the recommendations are made.
+    #[command(flatten)]
+    rec: RecArgs,
 }
 
 impl ReportArgs {
@@ -788,11 +789,7 @@ impl ReportArgs {
             for d in &self.runs {
                 runs.extend(load_gen_runs(d)?);
             }
-            let rule = RecommendationRule {
-                metric: self.rec_metric.clone(),
-                threshold: self.rec_threshold,
-                share: self.rec_share,
-            };
+            let rule = self.rec.rule()?;
             let files = write_gen_report(&out, &runs, &rule)?;
             for r in &runs {
                 print_gen_summary(r);

@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use medforge_data::recommendations::{LowPerformingSpecialty, Recommendations};
 use medforge_data::Record;
-use medforge_llm::backend::{Backend, ChatRequest, GenParams, Message};
-use medforge_llm::map_bounded;
+use medforge_llm::backend::{Backend, GenParams, Message};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -25,7 +24,7 @@ use crate::metrics::meteor::Meteor;
 use crate::metrics::nltk_bleu::{nltk_bleu, Smoothing};
 use crate::metrics::rouge::{rouge, RougeConfig};
 use crate::metrics::squad::squad_scores;
-use crate::report::{base64, safe_name, write_csv, write_json};
+use crate::report::{base64, chart_atomic, esc, f, round6, safe_name, write_csv, write_json};
 use crate::score::BertScoreOptions;
 use crate::scores::{hierarchy, type4_score};
 use crate::stats::{mean_ci, paired_mean_delta_ci, MeanCi, BOOTSTRAP_SAMPLES};
@@ -150,11 +149,7 @@ pub fn load_open_items(
             ))
         })?,
     };
-    let input = medforge_data::config::InputConfig::for_path(path, Some(&preset)).resolve()?;
-    let tmp = std::env::temp_dir().join(format!("medforge-eval-rejects-{}.jsonl", std::process::id()));
-    let mut rejects = medforge_data::ingest::RejectLog::new(&tmp);
-    let (records, _) = medforge_data::ingest::read_all(&input, medforge_data::config::OnError::Skip, &mut rejects)?;
-    let _ = std::fs::remove_file(&tmp);
+    let records = crate::runner::read_records(&medforge_data::config::InputConfig::for_path(path, Some(&preset)))?;
     let mut items = open_items_from_records(&records, field, group_field);
     if let Some(n) = limit {
         items.items.truncate(n);
@@ -171,8 +166,8 @@ pub fn load_open_items(
     Ok(items)
 }
 
-/// Key terms for the type-4 score from a file: a `.json` object `{id: [terms]}` (per item), or one term per line
-/// (every item). Items keep the terms they already have.
+/// Key terms for the type-4 score from a file: a `.json` object `{id: [terms]}` (per item), or a term file (one
+/// per line, `#` comments, as `--terms` reads it) for every item. Items keep the terms they already have.
 pub fn attach_key_terms(items: &mut [OpenItem], path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
     if path.extension().is_some_and(|e| e == "json") {
@@ -183,8 +178,7 @@ pub fn attach_key_terms(items: &mut [OpenItem], path: &Path) -> Result<()> {
             }
         }
     } else {
-        let terms: Vec<String> =
-            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
+        let terms = medforge_text::lang::TermList::parse(&text).terms().to_vec();
         for it in items.iter_mut().filter(|i| i.key_terms.is_empty()) {
             it.key_terms = terms.clone();
         }
@@ -227,18 +221,7 @@ pub async fn generate_answers(
     concurrency: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Vec<GenItem> {
-    let requests: Vec<ChatRequest> =
-        prompts.into_iter().map(|m| ChatRequest::new(m).with_params(params.clone())).collect();
-    let answers = map_bounded(
-        requests,
-        concurrency,
-        |req| {
-            let backend = backend.clone();
-            async move { backend.chat(&req).await }
-        },
-        progress,
-    )
-    .await;
+    let answers = crate::runner::ask_all(backend, prompts, params, concurrency, progress).await;
     items
         .iter()
         .zip(answers)
@@ -569,10 +552,6 @@ fn label(r: &GenRun) -> String {
     format!("{} ({})", r.summary.model, r.summary.role)
 }
 
-fn round6(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
-}
-
 /// The Meerkat pipeline's `training_recommendations.json` for the last run (improvement against the first when
 /// there are two): specialties below the threshold, lowest first, each with the recommended share; the overall
 /// change of ROUGE-L and BERTScore F1; medforge's per-specialty detail as an extra section.
@@ -633,95 +612,95 @@ pub fn gen_recommendations(runs: &[GenRun], rule: &RecommendationRule) -> Result
     })
 }
 
-fn f6(x: f64) -> String {
-    format!("{x:.6}")
+/// One line of `model_comparison.csv`: a metric, overall or in one specialty, of the base run (the first) and, per
+/// later run, that run's figure and the improvement paired on the items both answered.
+struct Comparison<'a> {
+    specialty: Option<&'a str>,
+    metric: &'a str,
+    base: MeanCi,
+    /// The later run, its figure, the paired improvement and the number of paired items.
+    other: Option<(&'a GenRun, MeanCi, MeanCi, usize)>,
 }
 
-/// Per metric (and per specialty), the first run against each later one, paired on item ids.
-fn comparison_rows(runs: &[GenRun], seed: u64) -> Vec<Vec<String>> {
+/// A run's summary figure of `metric`, overall or in one specialty.
+fn figure(run: &GenRun, specialty: Option<&str>, metric: &str) -> MeanCi {
+    let m = match specialty {
+        None => run.summary.metrics.get(metric),
+        Some(s) => run.summary.per_specialty.get(s).and_then(|p| p.get(metric)),
+    };
+    m.copied().unwrap_or(MeanCi { n: 0, mean: 0.0, ci_low: 0.0, ci_high: 0.0 })
+}
+
+/// Every comparison of the report: per scope (overall, then each of the base's specialties), per later run, per
+/// metric. Items are paired once per scope and run.
+fn comparisons<'a>(runs: &'a [GenRun], names: &'a [String], seed: u64) -> Vec<Comparison<'a>> {
     let base = &runs[0];
-    let names = metric_names(&base.items);
-    let mut rows = Vec::new();
-    let others: Vec<&GenRun> = if runs.len() > 1 { runs[1..].iter().collect() } else { vec![] };
-    let mut specialties: Vec<Option<&str>> = vec![None];
-    specialties.extend(base.summary.per_specialty.keys().map(|s| Some(s.as_str())));
-    for spec in specialties {
-        for m in &names {
-            let pick = |r: &GenRun| -> Vec<GenItem> {
-                r.items.iter().filter(|i| spec.is_none_or(|s| i.specialty == s)).cloned().collect()
-            };
-            let bi = pick(base);
-            let b_all: Vec<&GenItem> = bi.iter().collect();
-            let bm = mean_ci(&column(&b_all, m), BOOTSTRAP_SAMPLES, seed);
-            if others.is_empty() {
-                rows.push(vec![
-                    spec.map_or("overall", |_| "specialty").into(),
-                    spec.unwrap_or("").into(),
-                    m.clone(),
-                    label(base),
-                    String::new(),
-                    bm.n.to_string(),
-                    f6(bm.mean),
-                    f6(bm.ci_low),
-                    f6(bm.ci_high),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    "0".into(),
-                ]);
-                continue;
-            }
-            for o in &others {
-                let oi = pick(o);
-                let o_all: Vec<&GenItem> = oi.iter().collect();
-                let om = mean_ci(&column(&o_all, m), BOOTSTRAP_SAMPLES, seed);
-                let by_id: BTreeMap<&str, &GenItem> = bi.iter().map(|i| (i.id.as_str(), i)).collect();
-                let (a, b): (Vec<f64>, Vec<f64>) = oi
-                    .iter()
-                    .filter_map(|i| {
-                        let bb = by_id.get(i.id.as_str())?;
-                        Some((bb.metrics.get(m).copied().unwrap_or(0.0), i.metrics.get(m).copied().unwrap_or(0.0)))
-                    })
-                    .unzip();
+    let mut scopes: Vec<Option<&str>> = vec![None];
+    scopes.extend(base.summary.per_specialty.keys().map(|s| Some(s.as_str())));
+    let mut out = Vec::new();
+    for specialty in scopes {
+        let in_scope = |i: &&GenItem| specialty.is_none_or(|s| i.specialty == s);
+        if runs.len() == 1 {
+            out.extend(names.iter().map(|m| Comparison {
+                specialty,
+                metric: m,
+                base: figure(base, specialty, m),
+                other: None,
+            }));
+            continue;
+        }
+        let by_id: BTreeMap<&str, &GenItem> = base.items.iter().filter(in_scope).map(|i| (i.id.as_str(), i)).collect();
+        for o in &runs[1..] {
+            let pairs: Vec<(&GenItem, &GenItem)> =
+                o.items.iter().filter(in_scope).filter_map(|i| Some((*by_id.get(i.id.as_str())?, i))).collect();
+            for m in names {
+                let value = |i: &GenItem| i.metrics.get(m).copied().unwrap_or(0.0);
+                let (a, b): (Vec<f64>, Vec<f64>) = pairs.iter().map(|(x, y)| (value(x), value(y))).unzip();
                 let d = paired_mean_delta_ci(&a, &b, BOOTSTRAP_SAMPLES, seed);
-                let paired = !a.is_empty();
-                let opt = |x: f64| if paired { f6(x) } else { String::new() };
-                rows.push(vec![
-                    spec.map_or("overall", |_| "specialty").into(),
-                    spec.unwrap_or("").into(),
-                    m.clone(),
-                    label(base),
-                    label(o),
-                    bm.n.to_string(),
-                    f6(bm.mean),
-                    f6(bm.ci_low),
-                    f6(bm.ci_high),
-                    f6(om.mean),
-                    f6(om.ci_low),
-                    f6(om.ci_high),
-                    opt(d.mean),
-                    opt(d.ci_low),
-                    opt(d.ci_high),
-                    a.len().to_string(),
-                ]);
+                out.push(Comparison {
+                    specialty,
+                    metric: m,
+                    base: figure(base, specialty, m),
+                    other: Some((o, figure(o, specialty, m), d, pairs.len())),
+                });
             }
         }
     }
-    rows
+    out
 }
 
-/// Render a chart to a temporary name in the same folder, then rename it into place.
-fn chart_atomic(
-    path: &Path,
-    draw: impl FnOnce(&Path) -> std::result::Result<(), crate::error::ChartError>,
-) -> Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chart.png");
-    let tmp = path.with_file_name(format!(".{}.partial.png", name.trim_end_matches(".png")));
-    draw(&tmp).map_err(|source| EvalError::Chart { path: path.to_path_buf(), source })?;
-    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+/// `model_comparison.csv`'s rows.
+fn comparison_rows(base: &GenRun, cmp: &[Comparison]) -> Vec<Vec<String>> {
+    cmp.iter()
+        .map(|c| {
+            let mut row = vec![
+                c.specialty.map_or("overall", |_| "specialty").into(),
+                c.specialty.unwrap_or("").into(),
+                c.metric.to_string(),
+                label(base),
+            ];
+            match &c.other {
+                None => {
+                    row.extend([
+                        String::new(),
+                        c.base.n.to_string(),
+                        f(c.base.mean),
+                        f(c.base.ci_low),
+                        f(c.base.ci_high),
+                    ]);
+                    row.extend(std::iter::repeat_n(String::new(), 6));
+                    row.push("0".into());
+                }
+                Some((o, om, d, paired)) => {
+                    let opt = |x: f64| if *paired > 0 { f(x) } else { String::new() };
+                    row.extend([label(o), c.base.n.to_string(), f(c.base.mean), f(c.base.ci_low), f(c.base.ci_high)]);
+                    row.extend([f(om.mean), f(om.ci_low), f(om.ci_high), opt(d.mean), opt(d.ci_low), opt(d.ci_high)]);
+                    row.push(paired.to_string());
+                }
+            }
+            row
+        })
+        .collect()
 }
 
 /// Metrics drawn in `model_comparison.png` (all on a 0-1 scale).
@@ -747,7 +726,7 @@ pub fn write_gen_report(out: &Path, runs: &[GenRun], rule: &RecommendationRule) 
         for (s, m) in &r.summary.per_specialty {
             let mut row = vec![r.summary.model.clone(), r.summary.role.clone(), s.clone()];
             row.push(m.values().next().map_or(0, |x| x.n).to_string());
-            row.extend(names.iter().map(|k| m.get(k).map_or(String::new(), |x| f6(x.mean))));
+            row.extend(names.iter().map(|k| m.get(k).map_or(String::new(), |x| f(x.mean))));
             rows.push(row);
         }
     }
@@ -755,6 +734,7 @@ pub fn write_gen_report(out: &Path, runs: &[GenRun], rule: &RecommendationRule) 
     write_csv(&p, &header.iter().map(String::as_str).collect::<Vec<_>>(), &rows)?;
     written.push(p);
 
+    let cmp = comparisons(runs, &names, seed);
     let p = out.join("model_comparison.csv");
     write_csv(
         &p,
@@ -776,7 +756,7 @@ pub fn write_gen_report(out: &Path, runs: &[GenRun], rule: &RecommendationRule) 
             "improvement_ci_high",
             "paired_items",
         ],
-        &comparison_rows(runs, seed),
+        &comparison_rows(&runs[0], &cmp),
     )?;
     written.push(p);
 
@@ -839,17 +819,14 @@ pub fn write_gen_report(out: &Path, runs: &[GenRun], rule: &RecommendationRule) 
     written.push(p);
 
     let p = out.join("report.html");
-    medforge_data::write::write_atomic(&p, gen_html(runs, &recs, &charts_done, key, seed)?.as_bytes())?;
+    medforge_data::write::write_atomic(&p, gen_html(runs, &cmp, &recs, &charts_done, key, seed)?.as_bytes())?;
     written.push(p);
     Ok(written)
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 fn gen_html(
     runs: &[GenRun],
+    cmp: &[Comparison],
     recs: &Recommendations,
     charts: &[(String, PathBuf)],
     key: &str,
@@ -893,16 +870,12 @@ fn gen_html(
                 None => h.push_str("<td>—</td>"),
             }
         }
-        if runs.len() > 1 {
-            let by_id: BTreeMap<&str, &GenItem> = base.items.iter().map(|i| (i.id.as_str(), i)).collect();
-            let (a, b): (Vec<f64>, Vec<f64>) = last
-                .items
-                .iter()
-                .filter_map(|i| {
-                    Some((by_id.get(i.id.as_str())?.metrics.get(&m).copied()?, i.metrics.get(&m).copied()?))
-                })
-                .unzip();
-            let d = paired_mean_delta_ci(&a, &b, BOOTSTRAP_SAMPLES, seed);
+        // The last run's overall improvement, as model_comparison.csv gives it.
+        let last_overall = cmp.iter().find_map(|c| match &c.other {
+            Some((o, _, d, _)) if c.specialty.is_none() && c.metric == m && std::ptr::eq(*o, last) => Some(*d),
+            _ => None,
+        });
+        if let Some(d) = last_overall {
             let cls = if d.ci_low > 0.0 {
                 " class=\"up\""
             } else if d.ci_high < 0.0 {

@@ -131,7 +131,8 @@ pub(crate) fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> R
     write_file(path, &bytes)
 }
 
-fn f(x: f64) -> String {
+/// A figure in the CSVs: six decimals.
+pub(crate) fn f(x: f64) -> String {
     format!("{x:.6}")
 }
 
@@ -418,7 +419,7 @@ pub fn write_report(out: &Path, runs: &[EvalRun]) -> Result<Vec<PathBuf>> {
 }
 
 /// Render a chart to a temporary name in the same folder, then rename it into place.
-fn chart_atomic(
+pub(crate) fn chart_atomic(
     path: &Path,
     draw: impl FnOnce(&Path) -> std::result::Result<(), crate::error::ChartError>,
 ) -> Result<()> {
@@ -517,7 +518,6 @@ pub fn failed_questions(runs: &[EvalRun]) -> Value {
 /// `improvement` over the base; actions for the worst five with `recommended_data_increase` "50-80%" below 0.3 and
 /// "30-50%" otherwise.
 pub fn recommendations(run: &EvalRun, base: Option<&EvalRun>, rule: &RecommendationRule) -> Recommendations {
-    let round6 = |x: f64| (x * 1e6).round() / 1e6;
     let mut low: Vec<(&String, &Accuracy)> = run.summary.per_subject.iter().filter(|(_, a)| a.accuracy < 0.5).collect();
     low.sort_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy).then(a.0.cmp(b.0)));
     low.truncate(10);
@@ -579,6 +579,11 @@ pub fn recommendations(run: &EvalRun, base: Option<&EvalRun>, rule: &Recommendat
     }
 }
 
+/// A figure in `training_recommendations.json`: rounded to six decimals.
+pub(crate) fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 /// Standard base64 (RFC 4648, with padding).
 pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -594,7 +599,7 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use medforge_llm::backend::{Backend, ChatRequest, GenParams, Message};
+use medforge_llm::backend::{Backend, ChatRequest, ChatResponse, GenParams, Message};
 use medforge_llm::map_bounded;
+use medforge_llm::LlmError;
 use medforge_text::answer::{extract, Choice, Extraction, Rule};
 use serde::{Deserialize, Serialize};
 
@@ -116,15 +117,21 @@ pub fn items_from_records(records: &[medforge_data::Record]) -> Vec<EvalItem> {
         .collect()
 }
 
+/// Every record an input reads, rows that do not map skipped (their reject log is a temporary file).
+pub(crate) fn read_records(input: &medforge_data::config::InputConfig) -> Result<Vec<medforge_data::Record>> {
+    let input = input.resolve()?;
+    let tmp = std::env::temp_dir().join(format!("medforge-eval-rejects-{}.jsonl", std::process::id()));
+    let mut rejects = medforge_data::ingest::RejectLog::new(&tmp);
+    let read = medforge_data::ingest::read_all(&input, medforge_data::config::OnError::Skip, &mut rejects);
+    let _ = std::fs::remove_file(&tmp);
+    Ok(read?.0)
+}
+
 /// Load a benchmark's items through its data preset (`limit`: the first N items).
 pub fn load_benchmark(bench: Benchmark, path: &Path, limit: Option<usize>) -> Result<Vec<EvalItem>> {
     let mut input = medforge_data::config::InputConfig::for_path(path, Some(bench.preset(path)));
     input.limit = limit.map(|n| n as u64 * 2 + 16);
-    let input = input.resolve()?;
-    let tmp = std::env::temp_dir().join(format!("medforge-eval-rejects-{}.jsonl", std::process::id()));
-    let mut rejects = medforge_data::ingest::RejectLog::new(&tmp);
-    let (records, _) = medforge_data::ingest::read_all(&input, medforge_data::config::OnError::Skip, &mut rejects)?;
-    let _ = std::fs::remove_file(&tmp);
+    let records = read_records(&input)?;
     let mut items = items_from_records(&records);
     if let Some(n) = limit {
         items.truncate(n);
@@ -257,6 +264,29 @@ pub async fn run_generation(
     run_generation_with(backend, items, prompts, params, concurrency, progress).await
 }
 
+/// One chat request per prompt with the same parameters, up to `concurrency` in flight; the answers in prompt
+/// order. Failures are returned, not retried (the backend does its own retries).
+pub async fn ask_all(
+    backend: Arc<dyn Backend>,
+    prompts: Vec<Vec<Message>>,
+    params: GenParams,
+    concurrency: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Vec<std::result::Result<ChatResponse, LlmError>> {
+    let requests: Vec<ChatRequest> =
+        prompts.into_iter().map(|m| ChatRequest::new(m).with_params(params.clone())).collect();
+    map_bounded(
+        requests,
+        concurrency,
+        |req| {
+            let backend = backend.clone();
+            async move { backend.chat(&req).await }
+        },
+        progress,
+    )
+    .await
+}
+
 /// [`run_generation`] with the caller's prompts (`prompts[i]` for `items[i]`): the training prompt at test time.
 pub async fn run_generation_with(
     backend: Arc<dyn Backend>,
@@ -266,18 +296,7 @@ pub async fn run_generation_with(
     concurrency: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Vec<ItemResult> {
-    let requests: Vec<ChatRequest> =
-        prompts.into_iter().map(|m| ChatRequest::new(m).with_params(params.clone())).collect();
-    let answers = map_bounded(
-        requests,
-        concurrency,
-        |req| {
-            let backend = backend.clone();
-            async move { backend.chat(&req).await }
-        },
-        progress,
-    )
-    .await;
+    let answers = ask_all(backend, prompts, params, concurrency, progress).await;
     items
         .iter()
         .zip(answers)

@@ -221,7 +221,7 @@ pub fn score(refs: &[String], hyps: &[String], opts: &ScoreOptions) -> Result<Sc
         let v: Vec<f64> = hyps
             .iter()
             .zip(refs)
-            .map(|(h, r)| reasoning_format(h, opts.options, answer_matches(split_reasoning(h).1, r)).score)
+            .map(|(h, r)| reasoning_format(h, opts.options, answer_matches(&split_reasoning(h).1, r)).score)
             .collect();
         column(&mut r, "format", &v);
     }
@@ -237,14 +237,12 @@ pub fn score(refs: &[String], hyps: &[String], opts: &ScoreOptions) -> Result<Sc
         );
     }
     if has(Metric::Type4) {
+        // The same term-file format as the korean score's `--terms`.
         let terms: Vec<String> = match &opts.terms {
-            Some(t) => std::fs::read_to_string(t)
-                .map_err(|e| EvalError::io(t, e))?
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string)
-                .collect(),
+            Some(t) => medforge_text::lang::TermList::from_file(t)
+                .map_err(|e| EvalError::Config(format!("--terms: {e}")))?
+                .terms()
+                .to_vec(),
             None => Vec::new(),
         };
         let v: Vec<f64> = hyps.iter().zip(refs).map(|(h, r)| type4_score(h, r, &terms)).collect();

@@ -2,6 +2,7 @@
 //! compliance and Korean proficiency.
 use serde::Serialize;
 
+use medforge_text::answer::strip_reasoning;
 use medforge_text::lang::TermList;
 use medforge_text::shingle::hangul_ratio;
 
@@ -32,21 +33,11 @@ pub fn type4_composite(predicted: &str, expected: &str, reasoning: &str, key_ter
     f64::min(s, 1.4)
 }
 
-/// Reasoning markers the reference pipelines use: the MedGemma Korean pipeline's `<R>…<R/>` and `<reasoning>…</reasoning>`,
-/// and `<think>…</think>`.
-const MARKERS: [(&str, &str); 3] = [("<R>", "<R/>"), ("<reasoning>", "</reasoning>"), ("<think>", "</think>")];
-
-/// `(reasoning, final answer)` of a generation: the text inside the first pair of reasoning markers and what
-/// follows it; without markers, no reasoning and the whole text.
-pub fn split_reasoning(text: &str) -> (&str, &str) {
-    for (open, close) in MARKERS {
-        if let (Some(a), Some(b)) = (text.find(open), text.find(close)) {
-            if b > a {
-                return (text[a + open.len()..b].trim(), text[b + close.len()..].trim());
-            }
-        }
-    }
-    ("", text.trim())
+/// `(reasoning, final answer)` of a generation, trimmed: [`medforge_text::answer::strip_reasoning`], the reader
+/// of `<think>`, `<R>…<R/>` and `<reasoning>` blocks that answer extraction uses too.
+pub fn split_reasoning(text: &str) -> (String, String) {
+    let (rest, inner) = strip_reasoning(text);
+    (inner.trim().to_string(), rest.trim().to_string())
 }
 
 /// Whether a final answer states `expected`: the same SQuAD-normalised text, or, for a one-letter `expected`,
@@ -65,8 +56,8 @@ pub fn answer_matches(answer: &str, expected: &str) -> bool {
 /// The type-4 score of one generation: [`type4_composite`] on its final answer and reasoning.
 pub fn type4_score(generation: &str, expected: &str, key_terms: &[String]) -> f64 {
     let (reasoning, answer) = split_reasoning(generation);
-    let predicted = if answer_matches(answer, expected) { expected } else { answer };
-    type4_composite(predicted, expected, reasoning, key_terms)
+    let predicted = if answer_matches(&answer, expected) { expected } else { &answer };
+    type4_composite(predicted, expected, &reasoning, key_terms)
 }
 
 /// The parts of the MedGemma Korean pipeline's reasoning score.
@@ -207,7 +198,7 @@ mod tests {
         assert!(s >= 1.2, "meets the document's target");
         assert!((type4_score("<R>짧은 추론<R/>오답", "갑상선기능저하증", &terms) - 0.0).abs() < 1e-12);
         assert_eq!(type4_score("B", "B", &[]), 1.0);
-        assert_eq!(split_reasoning("<think>a b</think> C"), ("a b", "C"));
+        assert_eq!(split_reasoning("<think>a b</think> C"), ("a b".to_string(), "C".to_string()));
         assert!(answer_matches("B) 메트포르민", "B") && !answer_matches("Because", "B"));
     }
 

@@ -306,22 +306,22 @@ impl Formatter {
     /// The turns a model trained on type `t` saw before its answer (system prompt, user turn), for asking it the
     /// same way at test time: `medforge eval` sends these, so test prompts match training prompts.
     pub fn test_prompt(&self, r: &Record, t: TrainingType) -> Vec<Message> {
-        let system = self.config.system_prompts.for_type(t, &self.config.reasoning_markers);
-        let mut m = Vec::with_capacity(2);
-        if !system.trim().is_empty() {
-            m.push(Message::system(system));
-        }
-        m.push(Message::user(user_content(r, t.is_letter() && !r.options.is_empty())));
-        m
+        self.prompt_turns(t, user_content(r, t.is_letter() && !r.options.is_empty()))
     }
 
-    fn conversation(&self, t: TrainingType, user: String, assistant: String) -> Vec<Message> {
+    /// The system prompt of type `t` (none when empty) and the user turn.
+    fn prompt_turns(&self, t: TrainingType, user: String) -> Vec<Message> {
         let system = self.config.system_prompts.for_type(t, &self.config.reasoning_markers);
         let mut m = Vec::with_capacity(3);
         if !system.trim().is_empty() {
             m.push(Message::system(system));
         }
         m.push(Message::user(user));
+        m
+    }
+
+    fn conversation(&self, t: TrainingType, user: String, assistant: String) -> Vec<Message> {
+        let mut m = self.prompt_turns(t, user);
         m.push(Message::assistant(assistant));
         m
     }

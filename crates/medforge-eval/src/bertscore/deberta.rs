@@ -18,6 +18,8 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{
     embedding, layer_norm, linear, linear_no_bias, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder,
 };
+
+use super::model::{Act, BlockTail};
 use serde::Deserialize;
 
 /// The `config.json` fields of a DeBERTa model.
@@ -114,11 +116,7 @@ struct Attention {
 
 struct Layer {
     attn: Attention,
-    attn_out: Linear,
-    attn_ln: LayerNorm,
-    inter: Linear,
-    out: Linear,
-    out_ln: LayerNorm,
+    tail: BlockTail,
 }
 
 /// A DeBERTa (v1 or v2) encoder that stops after `layers` blocks.
@@ -137,7 +135,7 @@ pub struct DebertaEncoder {
     span: i64,
     max_relative: i64,
     buckets: i64,
-    act: super::model::Act,
+    act: Act,
     pub config: DebertaConfig,
 }
 
@@ -235,14 +233,7 @@ impl DebertaEncoder {
                     pos_query,
                 }
             };
-            out.push(Layer {
-                attn,
-                attn_out: linear(h, h, a.pp("output.dense"))?,
-                attn_ln: ln(a.pp("output.LayerNorm"))?,
-                inter: linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
-                out: linear(config.intermediate_size, h, l.pp("output.dense"))?,
-                out_ln: ln(l.pp("output.LayerNorm"))?,
-            });
+            out.push(Layer { attn, tail: BlockTail::load(l, h, config.intermediate_size, config.layer_norm_eps)? });
         }
         Ok(DebertaEncoder {
             word,
@@ -258,7 +249,7 @@ impl DebertaEncoder {
             span,
             max_relative,
             buckets,
-            act: super::model::Act::parse(&config.hidden_act)?,
+            act: Act::parse(&config.hidden_act)?,
             config: config.clone(),
         })
     }
@@ -352,9 +343,7 @@ impl DebertaEncoder {
             }
             let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias)?)?;
             let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-            let att_out = l.attn_ln.forward(&(l.attn_out.forward(&ctx)? + &x)?)?;
-            let f = l.out.forward(&self.act.apply(&l.inter.forward(&att_out)?)?)?;
-            x = l.out_ln.forward(&(f + att_out)?)?;
+            x = l.tail.forward(&ctx, &x, self.act)?;
         }
         Ok(x)
     }

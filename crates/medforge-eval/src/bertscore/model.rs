@@ -81,15 +81,43 @@ impl Act {
     }
 }
 
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+/// What follows attention in a post-LN block, the same in BERT, RoBERTa and DeBERTa: the attention output
+/// projection and LayerNorm over the residual, then the feed-forward and its LayerNorm.
+pub(crate) struct BlockTail {
     attn_out: Linear,
     attn_ln: LayerNorm,
     inter: Linear,
     out: Linear,
     out_ln: LayerNorm,
+}
+
+impl BlockTail {
+    /// From a layer's `attention.output.*`, `intermediate.dense` and `output.*` tensors.
+    pub(crate) fn load(layer: VarBuilder, hidden: usize, intermediate: usize, eps: f64) -> Result<Self> {
+        let ln = |vb: VarBuilder| layer_norm(hidden, LayerNormConfig { eps, ..Default::default() }, vb);
+        let a = layer.pp("attention");
+        Ok(BlockTail {
+            attn_out: linear(hidden, hidden, a.pp("output.dense"))?,
+            attn_ln: ln(a.pp("output.LayerNorm"))?,
+            inter: linear(hidden, intermediate, layer.pp("intermediate.dense"))?,
+            out: linear(intermediate, hidden, layer.pp("output.dense"))?,
+            out_ln: ln(layer.pp("output.LayerNorm"))?,
+        })
+    }
+
+    /// The block's output from the attention context `ctx` and the block's input `x`.
+    pub(crate) fn forward(&self, ctx: &Tensor, x: &Tensor, act: Act) -> Result<Tensor> {
+        let a = self.attn_ln.forward(&(self.attn_out.forward(ctx)? + x)?)?;
+        let f = self.out.forward(&act.apply(&self.inter.forward(&a)?)?)?;
+        self.out_ln.forward(&(f + a)?)
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    tail: BlockTail,
 }
 
 /// A BERT encoder that stops after `layers` transformer blocks.
@@ -148,11 +176,7 @@ impl BertEncoder {
                 query: linear(h, h, a.pp("self.query"))?,
                 key: linear(h, h, a.pp("self.key"))?,
                 value: linear(h, h, a.pp("self.value"))?,
-                attn_out: linear(h, h, a.pp("output.dense"))?,
-                attn_ln: ln(a.pp("output.LayerNorm"))?,
-                inter: linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
-                out: linear(config.intermediate_size, h, l.pp("output.dense"))?,
-                out_ln: ln(l.pp("output.LayerNorm"))?,
+                tail: BlockTail::load(l, h, config.intermediate_size, config.layer_norm_eps)?,
             });
         }
         Ok(BertEncoder {
@@ -204,9 +228,7 @@ impl BertEncoder {
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, self.config.hidden_size))?;
-            let a = l.attn_ln.forward(&(l.attn_out.forward(&ctx)? + &x)?)?;
-            let f = l.out.forward(&self.act.apply(&l.inter.forward(&a)?)?)?;
-            x = l.out_ln.forward(&(f + a)?)?;
+            x = l.tail.forward(&ctx, &x, self.act)?;
         }
         Ok(x)
     }
